@@ -1,0 +1,386 @@
+//! Integrators of the generative SDE and the path cost of every sample
+//! (MATH.md §3, §4, §6).
+//!
+//! A [`Sampler`] draws sample `i` under seed `s` from [`stream(s, i)`]:
+//! first `X_0` from the prior (VP) or `X_0 = 0` (PIS), then one vector of
+//! standard normals per step. Paths of a batch advance in lockstep so the
+//! control's time-only work ([`Control::prepare`]) is done once per step; the
+//! arithmetic of each path is the same whatever the batch, so results do not
+//! depend on how samples are grouped.
+//!
+//! When a target is given each path carries both forms of its path cost:
+//! * `r`: the Euler discretisation of the continuous `R` (with the Itô term);
+//! * `r_disc`: the discrete-time cost from the chain's Gaussian transition
+//!   densities `p_k` and the reference's backward kernels `q_k`, for which
+//!   `E[exp(-r_disc)] = Z` exactly at every step count. Prefer it for estimates.
+//!
+//! States are `f32`; path costs are accumulated in `f64`, because they are
+//! differences of large, nearly equal log-densities.
+//!
+//! [`stream(s, i)`]: crate::normal::stream
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::control::Control;
+use crate::normal::{fill_normals, stream, PathRng};
+use crate::sde::{Sde, TimeGrid};
+use crate::target::{Prior, Target};
+
+/// How one step of the generative SDE is taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Integrator {
+    /// `X += [1/2 beta_bar X + sigma_bar u] h + sigma_bar sqrt(h) xi`.
+    #[default]
+    EulerMaruyama,
+    /// VP: with `u = -sigma_bar x + v`, the linear drift and the noise are
+    /// integrated exactly and `v` is frozen over the step (MATH.md §4). For
+    /// PIS, whose drift has no linear part, this is Euler–Maruyama.
+    Exponential,
+    /// Euler steps of the probability-flow ODE `dX/dt = 1/2 beta_bar X + 1/2 sigma_bar u`
+    /// (VP only; deterministic after `X_0`, so no path cost).
+    ProbabilityFlow,
+}
+
+/// The two path costs of one sample (see the module docs); `exp(-r_disc)` is
+/// its importance weight.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PathCost {
+    /// Discretised continuous-time cost `R` (biased at finite step counts).
+    pub r: f64,
+    /// Discrete-time cost `R_disc` (unbiased at every step count).
+    pub r_disc: f64,
+}
+
+/// Per-path state that persists across steps.
+#[derive(Clone, Debug)]
+pub struct PathState {
+    pub rng: PathRng,
+    pub cost: PathCost,
+}
+
+impl Default for PathState {
+    fn default() -> Self {
+        Self {
+            rng: stream(0, 0),
+            cost: PathCost::default(),
+        }
+    }
+}
+
+/// Why a [`Sampler`] refused to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleError {
+    /// `what` has dimension `got`; the control's is `expected`.
+    Dimension {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    /// A buffer is shorter than needed.
+    Buffer {
+        what: &'static str,
+        needed: usize,
+        got: usize,
+    },
+    ZeroSteps,
+    Unsupported(&'static str),
+}
+
+impl fmt::Display for SampleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SampleError::Dimension {
+                what,
+                expected,
+                got,
+            } => write!(f, "{what} has dimension {got}, the control has {expected}"),
+            SampleError::Buffer { what, needed, got } => {
+                write!(f, "{what} buffer holds {got}, needs {needed}")
+            }
+            SampleError::ZeroSteps => f.write_str("the number of steps must be at least 1"),
+            SampleError::Unsupported(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The (SDE, integrator) combinations, resolved once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    VpEuler,
+    VpExponential,
+    VpFlow,
+    PisEuler,
+}
+
+/// `-d/2 log(2 pi var)`: log-normaliser of `N(., var I)` in dimension `d`.
+fn log_norm(d: usize, var: f64) -> f64 {
+    -0.5 * d as f64 * libm::log(core::f64::consts::TAU * var)
+}
+
+/// A Gaussian transition `N(., mean, std^2 I)` in coefficient form:
+/// `x_next = decay * x + gain * w + std * xi`, where `w` is the control (or
+/// `v`) and, for Euler–Maruyama, `decay = 1 + 1/2 beta_bar h`, `gain = sigma_bar h`.
+/// The same `f32` coefficients drive the state and enter the densities.
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    h: f64,
+    decay: f32,
+    gain: f32,
+    std: f32,
+    /// `sigma_bar(t_k)`, used by the exponential integrator's `v = u + sigma_bar x`.
+    sigma_bar: f32,
+    /// Backward kernel `q_k(x_k | x_{k+1}) = N(q_decay x_{k+1}, q_var)`; `q_var = 0` means none.
+    q_decay: f64,
+    q_var: f64,
+}
+
+impl Step {
+    fn new(sde: &Sde, scheme: Scheme, t0: f32, t1: f32) -> Self {
+        let (t0d, t1d) = (t0 as f64, t1 as f64);
+        let h = t1d - t0d;
+        let beta = sde.beta_bar(t0d);
+        let sigma_bar = libm::sqrt(beta);
+        let mut step = Step {
+            h,
+            decay: (1.0 + 0.5 * beta * h) as f32,
+            gain: (sigma_bar * h) as f32,
+            std: (sigma_bar * libm::sqrt(h)) as f32,
+            sigma_bar: sigma_bar as f32,
+            q_decay: 0.0,
+            q_var: 0.0,
+        };
+        match scheme {
+            Scheme::VpEuler => {
+                // Exact noising step over [t0, t1]: N(a x, 1 - a^2).
+                let ib = sde.integral_beta_bar(t0d, t1d);
+                step.q_decay = libm::exp(-0.5 * ib);
+                step.q_var = -libm::expm1(-ib);
+            }
+            Scheme::VpExponential => {
+                let ib = sde.integral_beta_bar(t0d, t1d);
+                let a = libm::exp(-0.5 * ib) as f32;
+                // beta frozen at its step mean: sigma_hat int e^{-beta_hat (h-r)/2} dr = 2 (1 - a) / sigma_hat.
+                let sigma_hat = libm::sqrt(ib / h);
+                step.decay = a;
+                step.gain = (-2.0 * libm::expm1(-0.5 * ib) / sigma_hat) as f32;
+                step.std = libm::sqrt(-libm::expm1(-ib)) as f32;
+                // Backward kernel with the same rounded coefficients, so that a
+                // perfect control gives R_disc = 0 up to f64 rounding.
+                step.q_decay = a as f64;
+                step.q_var = step.std as f64 * step.std as f64;
+            }
+            Scheme::VpFlow => {
+                step.gain = (0.5 * sigma_bar * h) as f32;
+                step.std = 0.0;
+            }
+            Scheme::PisEuler => {
+                step.decay = 1.0;
+                // Brownian bridge back from t1 to t0: N(x t0/t1, sigma^2 h t0/t1).
+                if t0d > 0.0 {
+                    step.q_decay = t0d / t1d;
+                    step.q_var = beta * h * t0d / t1d;
+                }
+            }
+        }
+        step
+    }
+}
+
+/// Samples the generative SDE with a control, from a prior, on a time grid.
+#[derive(Clone, Copy, Debug)]
+pub struct Sampler<'a, C, T> {
+    pub sde: Sde,
+    pub grid: TimeGrid,
+    pub steps: usize,
+    pub integrator: Integrator,
+    /// Distribution of `X_0` for VP SDEs (ignored by PIS, which starts at 0).
+    pub prior: Prior<'a>,
+    pub control: C,
+    /// When given, every path's cost is computed.
+    pub target: Option<T>,
+}
+
+impl<C: Control, T: Target> Sampler<'_, C, T> {
+    /// Floats of work buffer that [`Sampler::sample`] needs, whatever the batch size.
+    pub fn work_len(&self) -> usize {
+        self.control.time_cache_len() + self.control.scratch_len() + 2 * self.control.dim()
+    }
+
+    fn scheme(&self) -> Result<Scheme, SampleError> {
+        Ok(match (self.sde, self.integrator) {
+            (Sde::Vp { .. }, Integrator::EulerMaruyama) => Scheme::VpEuler,
+            (Sde::Vp { .. }, Integrator::Exponential) => Scheme::VpExponential,
+            (Sde::Vp { .. }, Integrator::ProbabilityFlow) => Scheme::VpFlow,
+            (Sde::Pis { .. }, Integrator::ProbabilityFlow) => {
+                return Err(SampleError::Unsupported(
+                    "the probability-flow ODE needs a VP SDE (PIS has no such form here)",
+                ))
+            }
+            (Sde::Pis { .. }, _) => Scheme::PisEuler,
+        })
+    }
+
+    /// Whether paths carry a cost with this configuration.
+    pub fn has_cost(&self) -> bool {
+        self.target.is_some() && self.integrator != Integrator::ProbabilityFlow
+    }
+
+    /// Draws samples `first_index .. first_index + paths.len()` under `seed`
+    /// into `xs` (`paths.len()` rows of `d`), with their costs in
+    /// `paths[i].cost` when [`Sampler::has_cost`]. `work` needs
+    /// [`Sampler::work_len`] floats.
+    pub fn sample(
+        &self,
+        seed: u64,
+        first_index: u64,
+        xs: &mut [f32],
+        paths: &mut [PathState],
+        work: &mut [f32],
+    ) -> Result<(), SampleError> {
+        let d = self.control.dim();
+        let scheme = self.scheme()?;
+        self.check(d, xs.len(), paths.len(), work.len())?;
+        let with_cost = self.has_cost();
+        let (cache, rest) = work.split_at_mut(self.control.time_cache_len());
+        let (scratch, rest) = rest.split_at_mut(self.control.scratch_len());
+        let (u, rest) = rest.split_at_mut(d);
+        let xi = &mut rest[..d];
+
+        for (i, (x, path)) in xs.chunks_exact_mut(d).zip(paths.iter_mut()).enumerate() {
+            path.rng = stream(seed, first_index.wrapping_add(i as u64));
+            path.cost = PathCost::default();
+            if scheme == Scheme::PisEuler {
+                x.fill(0.0);
+                continue;
+            }
+            fill_normals(&mut path.rng, x);
+            self.prior.transform_normals(x);
+            if with_cost {
+                let log_p0 = self.prior.log_density_f64(x);
+                path.cost.r_disc = log_p0;
+                path.cost.r = match scheme {
+                    // Exponential form of R: log p0(X_0) - log N(X_0; 0, I) + ... (MATH.md §4, §6).
+                    Scheme::VpExponential => log_p0 - Prior::standard(d).log_density_f64(x),
+                    _ => log_p0,
+                };
+            }
+        }
+
+        let t_end = self.sde.t_end();
+        for k in 0..self.steps {
+            let t0 = self.grid.time(k, self.steps, t_end) as f32;
+            let t1 = self.grid.time(k + 1, self.steps, t_end) as f32;
+            let step = Step::new(&self.sde, scheme, t0, t1);
+            self.control.prepare(t0, cache, scratch);
+            for (x, path) in xs.chunks_exact_mut(d).zip(paths.iter_mut()) {
+                self.control.u(t0, cache, x, u, scratch);
+                if scheme == Scheme::VpExponential {
+                    // v = u + sigma_bar x: the control relative to the stationary OU process.
+                    for (uj, &xj) in u.iter_mut().zip(x.iter()) {
+                        *uj += step.sigma_bar * xj;
+                    }
+                }
+                if scheme == Scheme::VpFlow {
+                    xi.fill(0.0);
+                } else {
+                    fill_normals(&mut path.rng, xi);
+                }
+                advance(&step, x, u, xi, with_cost.then_some(&mut path.cost));
+            }
+        }
+
+        if with_cost {
+            let target = self.target.as_ref().expect("has_cost implies a target");
+            for (x, path) in xs.chunks_exact_mut(d).zip(paths.iter_mut()) {
+                let log_rho = target.log_density(x) as f64;
+                path.cost.r_disc -= log_rho;
+                path.cost.r -= log_rho
+                    + match scheme {
+                        Scheme::VpEuler => 0.5 * d as f64 * self.sde.integral_beta_bar(0.0, t_end as f64),
+                        Scheme::VpExponential => -Prior::standard(d).log_density_f64(x),
+                        Scheme::PisEuler => {
+                            let nu = libm::sqrt(self.sde.beta(0.0) * t_end as f64) as f32;
+                            let terminal = Prior::Isotropic(crate::target::IsotropicGaussian { d, nu });
+                            -terminal.log_density_f64(x)
+                        }
+                        Scheme::VpFlow => 0.0,
+                    };
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, d: usize, xs: usize, paths: usize, work: usize) -> Result<(), SampleError> {
+        if self.steps == 0 {
+            return Err(SampleError::ZeroSteps);
+        }
+        if self.prior.dim() != d {
+            return Err(SampleError::Dimension {
+                what: "prior",
+                expected: d,
+                got: self.prior.dim(),
+            });
+        }
+        if let Some(t) = &self.target {
+            if t.dim() != d {
+                return Err(SampleError::Dimension {
+                    what: "target",
+                    expected: d,
+                    got: t.dim(),
+                });
+            }
+        }
+        if xs != paths * d {
+            return Err(SampleError::Buffer {
+                what: "sample",
+                needed: paths * d,
+                got: xs,
+            });
+        }
+        if work < self.work_len() {
+            return Err(SampleError::Buffer {
+                what: "work",
+                needed: self.work_len(),
+                got: work,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One step `x <- decay x + gain w + std xi` and its contribution to the costs:
+/// `r += 1/2 |w|^2 h + sqrt(h) w . xi` and `r_disc += log p_k(x'|x) - log q_k(x|x')`.
+fn advance(step: &Step, x: &mut [f32], w: &[f32], xi: &[f32], cost: Option<&mut PathCost>) {
+    let Some(cost) = cost else {
+        for ((xj, &wj), &xij) in x.iter_mut().zip(w).zip(xi) {
+            *xj = step.decay * *xj + step.gain * wj + step.std * xij;
+        }
+        return;
+    };
+    let (std, q_std) = (step.std as f64, libm::sqrt(step.q_var));
+    let (mut running, mut ito, mut p_sq, mut q_sq) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for ((xj, &wj), &xij) in x.iter_mut().zip(w).zip(xi) {
+        let x_old = *xj;
+        *xj = step.decay * x_old + step.gain * wj + step.std * xij;
+        let mean = step.decay as f64 * x_old as f64 + step.gain as f64 * wj as f64;
+        let p_res = (*xj as f64 - mean) / std;
+        p_sq += p_res * p_res;
+        if step.q_var > 0.0 {
+            let q_res = (x_old as f64 - step.q_decay * *xj as f64) / q_std;
+            q_sq += q_res * q_res;
+        }
+        running += wj as f64 * wj as f64;
+        ito += wj as f64 * xij as f64;
+    }
+    let d = x.len();
+    cost.r += 0.5 * running * step.h + libm::sqrt(step.h) * ito;
+    let log_p = log_norm(d, std * std) - 0.5 * p_sq;
+    let log_q = if step.q_var > 0.0 {
+        log_norm(d, step.q_var) - 0.5 * q_sq
+    } else {
+        0.0 // the first PIS step: X_0 = 0 under both processes
+    };
+    cost.r_disc += log_p - log_q;
+}

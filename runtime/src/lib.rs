@@ -1,0 +1,118 @@
+//! # diffctl-runtime
+//!
+//! Samples a trained diffusion-based sampler on any target: `no_std`, no
+//! allocator, no `unsafe`, and the same bits for the same seed on every
+//! machine (x86_64, wasm32, Cortex-M4F). The mathematics is MATH.md of the
+//! diffctl repository; names follow it.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`kernels`] | dot product, dense layer, GELU: fixed summation order |
+//! | [`network`] | the control network (MATH.md §5) |
+//! | [`control`] | the [`Control`] trait and analytic controls |
+//! | [`target`] | the [`Target`] trait, built-in targets, priors |
+//! | [`sde`] | noise schedules, SDEs, time grids |
+//! | [`integrate`] | Euler–Maruyama, exponential, probability flow; path costs |
+//! | [`normal`] | per-sample random streams and standard normals |
+//! | [`weights`] | the weights file |
+//!
+//! ## Determinism
+//!
+//! Sample `i` under seed `s` depends on `(s, i)`, the weights and the sampler
+//! settings only: not on the batch it is drawn in, the order, the thread count
+//! or the target architecture. Every transcendental function comes from
+//! `libm` (pure Rust, identical results everywhere), no fused multiply-add is
+//! used, and every reduction has a fixed order (see [`kernels`]).
+//!
+//! ## Example: sample a weights file with dimensions known at run time
+//!
+//! ```
+//! use diffctl_runtime::prelude::*;
+//!
+//! # fn main() -> Result<(), &'static str> {
+//! # let (file, len) = diffctl_runtime::doc_example_file();
+//! # let bytes = &file[..len];
+//! // `bytes` holds a weights file, e.g. from `include_bytes!` or a file read.
+//! let model = Model::parse(bytes).map_err(|_| "bad weights file")?;
+//! let header = model.header;
+//! let mut params = [0.0f32; 40_000];
+//! let n = model.params_into(&mut params).map_err(|_| "buffer too small")?;
+//! let net = NetworkRef::from_flat(header.shape, &params[..n]).map_err(|_| "bad shape")?;
+//!
+//! let d = header.shape.d as usize;
+//! let target = header.target.ok_or("no built-in target")?.build();
+//! let prior = Prior::Isotropic(IsotropicGaussian { d, nu: header.prior_nu });
+//! let control = NetworkControl::new(net, header.sde, prior, Some(target))?;
+//! let sampler = Sampler {
+//!     sde: header.sde,
+//!     grid: header.grid,
+//!     steps: header.steps as usize,
+//!     integrator: header.integrator,
+//!     prior,
+//!     control,
+//!     target: Some(target),
+//! };
+//!
+//! // Samples 0..4 under seed 42, in one lockstep batch.
+//! let mut xs = [0.0f32; 4 * 2];
+//! let mut paths: [PathState; 4] = Default::default();
+//! let mut work = [0.0f32; 1024];
+//! sampler.sample(42, 0, &mut xs[..4 * d], &mut paths, &mut work).map_err(|_| "sampling failed")?;
+//! let log_weights = paths.map(|p| -p.cost.r_disc); // importance weights exp(-R_disc)
+//! assert!(log_weights.iter().all(|w| w.is_finite()));
+//! # Ok(())
+//! # }
+//! ```
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod control;
+pub mod integrate;
+pub mod kernels;
+pub mod network;
+pub mod normal;
+pub mod sde;
+pub mod target;
+pub mod weights;
+
+pub use control::Control;
+pub use target::Target;
+
+/// The types most programs need.
+pub mod prelude {
+    pub use crate::control::Control;
+    pub use crate::integrate::{Integrator, PathCost, PathState, SampleError, Sampler};
+    pub use crate::network::{Network, NetworkControl, NetworkRef, NetworkShape};
+    pub use crate::sde::{Schedule, Sde, TimeGrid};
+    pub use crate::target::{IsotropicGaussian, Prior, Target, TargetSpec};
+    pub use crate::weights::{DecodeError, Dtype, Header, Model, SamplerKind};
+}
+
+/// A small `gmm` weights file (random parameters) for the documentation example.
+#[doc(hidden)]
+pub fn doc_example_file() -> ([u8; 140_000], usize) {
+    use prelude::*;
+    let header = Header {
+        sampler: SamplerKind::Dis,
+        shape: NetworkShape::reference(2),
+        sde: Sde::default(),
+        grid: TimeGrid::Uniform,
+        steps: 20,
+        integrator: Integrator::EulerMaruyama,
+        prior_nu: 1.0,
+        target: Some(TargetSpec::Gmm),
+        dtype: Dtype::F32,
+    };
+    let mut params = [0.0f32; 40_000];
+    let n = header.param_count();
+    for (i, p) in params[..n].iter_mut().enumerate() {
+        *p = 0.05 * libm::sinf(i as f32);
+    }
+    let mut out = [0u8; 140_000];
+    let len = weights::encode_into(&header, &params[..n], &mut out).expect("valid example");
+    (out, len)
+}

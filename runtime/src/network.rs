@@ -1,0 +1,535 @@
+//! The control network of MATH.md §5.
+//!
+//! ```text
+//! feat = [sin(w_i t + p_i)]_i ++ [cos(w_i t + p_i)]_i        w = linspace(0.1, 100, C)
+//! e_t  = W2 gelu(W1 feat + b1) + b2                            time branch
+//! h    = (Wx x + bx) + e_t                                     state branch
+//! h    = Wk gelu(h) + bk                                       L - 2 hidden layers
+//! NN   = Wo gelu(h) + bo                                       output (initialised to zero)
+//! s(t) = Ws2 gelu(Ws1 feat + bs1) + bs2                        score scale (optional)
+//! u    = NN + sigma_bar(t) s(t) lerp(prior score, target score, t / T)
+//! ```
+//!
+//! Parameters are stored in two ways that evaluate through the *same* code:
+//! [`Network`] owns fixed-size arrays (dimensions are const generics) and
+//! [`NetworkRef`] borrows one flat `&[f32]` whose length is known only at run
+//! time. Both hand out a [`NetworkRef`], whose methods do all the arithmetic
+//! with the kernels of [`crate::kernels`]; so the two give identical bits.
+//!
+//! The flat order of the parameters is [`NetworkShape::params`]; it is the
+//! order of the weights file and of the trainer's parameter store.
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::control::Control;
+use crate::kernels::{dense, dot, gelu_in_place};
+use crate::sde::Sde;
+use crate::target::{Prior, Target};
+
+/// Most layers `L` a network may have (so at most `MAX_LAYERS - 2` hidden ones).
+pub const MAX_LAYERS: usize = 18;
+/// Largest state dimension and channel count a network may declare.
+pub const MAX_WIDTH: u32 = 1 << 16;
+
+/// Architecture of the control network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkShape {
+    /// State dimension `d`.
+    pub d: u32,
+    /// Channels `C`.
+    pub channels: u32,
+    /// Layers `L` of the state path (state, `L - 2` hidden, output).
+    pub layers: u32,
+    /// Whether the score-informed term (and its time network `s(t)`) is present.
+    pub score_term: bool,
+}
+
+/// One parameter tensor of the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    TimePhase,
+    TimeW1,
+    TimeB1,
+    TimeW2,
+    TimeB2,
+    StateW,
+    StateB,
+    HiddenW(usize),
+    HiddenB(usize),
+    OutW,
+    OutB,
+    ScoreW1,
+    ScoreB1,
+    ScoreW2,
+    ScoreB2,
+}
+
+impl fmt::Display for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Param::TimePhase => f.write_str("time.phase"),
+            Param::TimeW1 => f.write_str("time.w1"),
+            Param::TimeB1 => f.write_str("time.b1"),
+            Param::TimeW2 => f.write_str("time.w2"),
+            Param::TimeB2 => f.write_str("time.b2"),
+            Param::StateW => f.write_str("state.w"),
+            Param::StateB => f.write_str("state.b"),
+            Param::HiddenW(i) => write!(f, "hidden.{i}.w"),
+            Param::HiddenB(i) => write!(f, "hidden.{i}.b"),
+            Param::OutW => f.write_str("out.w"),
+            Param::OutB => f.write_str("out.b"),
+            Param::ScoreW1 => f.write_str("score.w1"),
+            Param::ScoreB1 => f.write_str("score.b1"),
+            Param::ScoreW2 => f.write_str("score.w2"),
+            Param::ScoreB2 => f.write_str("score.b2"),
+        }
+    }
+}
+
+/// A parameter tensor's name and shape `[rows, cols]` (row-major; a linear
+/// layer's weight is `[out, in]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamSpec {
+    pub param: Param,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl ParamSpec {
+    pub fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Frequency `w_i = 0.1 + (100 - 0.1) i / (C - 1)` of Fourier feature `i`.
+pub fn frequency(i: usize, channels: usize) -> f32 {
+    0.1 + (100.0 - 0.1) * i as f32 / (channels - 1) as f32
+}
+
+impl NetworkShape {
+    /// The reference architecture (`C = 64`, `L = 4`, score term on).
+    pub fn reference(d: u32) -> Self {
+        Self {
+            d,
+            channels: 64,
+            layers: 4,
+            score_term: true,
+        }
+    }
+
+    /// Number of hidden `C x C` layers, `L - 2`.
+    pub fn hidden(&self) -> usize {
+        self.layers as usize - 2
+    }
+
+    /// Checks that the dimensions are in range (so no size computation overflows).
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.d == 0 || self.d > MAX_WIDTH {
+            return Err("state dimension must be in 1..=65536");
+        }
+        if self.channels < 2 || self.channels > MAX_WIDTH {
+            return Err("channels must be in 2..=65536");
+        }
+        if self.layers < 2 || self.layers as usize > MAX_LAYERS {
+            return Err("layers must be in 2..=18");
+        }
+        Ok(())
+    }
+
+    /// The parameter tensors in their flat (file) order.
+    pub fn params(&self) -> impl Iterator<Item = ParamSpec> + Clone {
+        let (d, c) = (self.d as usize, self.channels as usize);
+        let spec = |param, rows, cols| ParamSpec { param, rows, cols };
+        let head = [
+            spec(Param::TimePhase, 1, c),
+            spec(Param::TimeW1, c, 2 * c),
+            spec(Param::TimeB1, 1, c),
+            spec(Param::TimeW2, c, c),
+            spec(Param::TimeB2, 1, c),
+            spec(Param::StateW, c, d),
+            spec(Param::StateB, 1, c),
+        ];
+        let hidden = (0..self.hidden()).flat_map(move |i| {
+            [spec(Param::HiddenW(i), c, c), spec(Param::HiddenB(i), 1, c)]
+        });
+        let out = [spec(Param::OutW, d, c), spec(Param::OutB, 1, d)];
+        let score = [
+            spec(Param::ScoreW1, c, 2 * c),
+            spec(Param::ScoreB1, 1, c),
+            spec(Param::ScoreW2, 1, c),
+            spec(Param::ScoreB2, 1, 1),
+        ];
+        let score_len = if self.score_term { 4 } else { 0 };
+        head.into_iter()
+            .chain(hidden)
+            .chain(out)
+            .chain(score.into_iter().take(score_len))
+    }
+
+    /// Total number of parameters (call [`NetworkShape::validate`] first).
+    pub fn param_count(&self) -> usize {
+        self.params().map(|p| p.len()).sum()
+    }
+
+    /// Floats of per-time cache: `e_t` and `s(t)`.
+    pub fn time_cache_len(&self) -> usize {
+        self.channels as usize + 1
+    }
+
+    /// Floats of scratch for one evaluation: `2C` features and two `C` buffers,
+    /// plus two `d` buffers for the prior and target scores.
+    pub fn scratch_len(&self) -> usize {
+        4 * self.channels as usize + 2 * self.d as usize
+    }
+}
+
+/// Error from building a [`NetworkRef`] over a flat parameter slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShapeError {
+    Invalid(&'static str),
+    /// The slice holds `got` floats where the shape needs `expected`.
+    Length { expected: usize, got: usize },
+}
+
+impl fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShapeError::Invalid(why) => write!(f, "invalid network shape: {why}"),
+            ShapeError::Length { expected, got } => {
+                write!(f, "parameter buffer has {got} floats, the network needs {expected}")
+            }
+        }
+    }
+}
+
+/// The score network `s(t)`'s parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct ScoreNet<'a> {
+    pub w1: &'a [f32],
+    pub b1: &'a [f32],
+    pub w2: &'a [f32],
+    pub b2: &'a [f32],
+}
+
+/// A network's parameters as borrowed slices: what every evaluation runs on.
+#[derive(Clone, Copy, Debug)]
+pub struct NetworkRef<'a> {
+    pub shape: NetworkShape,
+    pub phase: &'a [f32],
+    pub time_w1: &'a [f32],
+    pub time_b1: &'a [f32],
+    pub time_w2: &'a [f32],
+    pub time_b2: &'a [f32],
+    pub state_w: &'a [f32],
+    pub state_b: &'a [f32],
+    /// `(weight, bias)` of hidden layer `i` for `i < shape.hidden()`.
+    pub hidden: [(&'a [f32], &'a [f32]); MAX_LAYERS - 2],
+    pub out_w: &'a [f32],
+    pub out_b: &'a [f32],
+    pub score: Option<ScoreNet<'a>>,
+}
+
+impl<'a> NetworkRef<'a> {
+    /// Splits a flat parameter slice (in [`NetworkShape::params`] order).
+    pub fn from_flat(shape: NetworkShape, flat: &'a [f32]) -> Result<Self, ShapeError> {
+        shape.validate().map_err(ShapeError::Invalid)?;
+        let expected = shape.param_count();
+        if flat.len() != expected {
+            return Err(ShapeError::Length {
+                expected,
+                got: flat.len(),
+            });
+        }
+        let mut net = NetworkRef {
+            shape,
+            phase: &[],
+            time_w1: &[],
+            time_b1: &[],
+            time_w2: &[],
+            time_b2: &[],
+            state_w: &[],
+            state_b: &[],
+            hidden: [(&[], &[]); MAX_LAYERS - 2],
+            out_w: &[],
+            out_b: &[],
+            score: None,
+        };
+        let mut score = ScoreNet {
+            w1: &[],
+            b1: &[],
+            w2: &[],
+            b2: &[],
+        };
+        let mut rest = flat;
+        for spec in shape.params() {
+            let (t, tail) = rest.split_at(spec.len());
+            rest = tail;
+            match spec.param {
+                Param::TimePhase => net.phase = t,
+                Param::TimeW1 => net.time_w1 = t,
+                Param::TimeB1 => net.time_b1 = t,
+                Param::TimeW2 => net.time_w2 = t,
+                Param::TimeB2 => net.time_b2 = t,
+                Param::StateW => net.state_w = t,
+                Param::StateB => net.state_b = t,
+                Param::HiddenW(i) => net.hidden[i].0 = t,
+                Param::HiddenB(i) => net.hidden[i].1 = t,
+                Param::OutW => net.out_w = t,
+                Param::OutB => net.out_b = t,
+                Param::ScoreW1 => score.w1 = t,
+                Param::ScoreB1 => score.b1 = t,
+                Param::ScoreW2 => score.w2 = t,
+                Param::ScoreB2 => score.b2 = t,
+            }
+        }
+        net.score = shape.score_term.then_some(score);
+        Ok(net)
+    }
+
+    /// Fourier features `[sin(w_i t + p_i)] ++ [cos(w_i t + p_i)]` into `feat` (length `2C`).
+    pub fn time_features(&self, t: f32, feat: &mut [f32]) {
+        let c = self.shape.channels as usize;
+        let (sin, cos) = feat.split_at_mut(c);
+        for i in 0..c {
+            let (s, co) = libm::sincosf(frequency(i, c) * t + self.phase[i]);
+            sin[i] = s;
+            cos[i] = co;
+        }
+    }
+
+    /// Per-time cache: `cache[..C] = e_t`, `cache[C] = s(t)` (0 without score term).
+    pub fn prepare(&self, t: f32, cache: &mut [f32], scratch: &mut [f32]) {
+        let c = self.shape.channels as usize;
+        let (feat, rest) = scratch.split_at_mut(2 * c);
+        let hidden = &mut rest[..c];
+        self.time_features(t, feat);
+        dense(self.time_w1, self.time_b1, feat, hidden);
+        gelu_in_place(hidden);
+        dense(self.time_w2, self.time_b2, hidden, &mut cache[..c]);
+        cache[c] = match &self.score {
+            Some(s) => {
+                dense(s.w1, s.b1, feat, hidden);
+                gelu_in_place(hidden);
+                dot(s.w2, hidden) + s.b2[0]
+            }
+            None => 0.0,
+        };
+    }
+
+    /// `NN(t, x)` (without the score term) into `out`, from `prepare(t)`'s cache.
+    pub fn eval_nn(&self, cache: &[f32], x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
+        let c = self.shape.channels as usize;
+        let (h, rest) = scratch.split_at_mut(c);
+        let g = &mut rest[..c];
+        dense(self.state_w, self.state_b, x, h);
+        for (hi, et) in h.iter_mut().zip(&cache[..c]) {
+            *hi += et;
+        }
+        for &(w, b) in &self.hidden[..self.shape.hidden()] {
+            g.copy_from_slice(h);
+            gelu_in_place(g);
+            dense(w, b, g, h);
+        }
+        g.copy_from_slice(h);
+        gelu_in_place(g);
+        dense(self.out_w, self.out_b, g, out);
+    }
+}
+
+/// A network with fixed dimensions: state `D`, channels `C`, `H = L - 2`
+/// hidden layers. The score network is always stored; `score_term` says
+/// whether it is used. `[[[f32; C]; 2]; C]` is a `[C, 2C]` matrix (stable Rust
+/// cannot write `2 * C` in a type).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network<const D: usize, const C: usize, const H: usize> {
+    pub score_term: bool,
+    pub phase: [f32; C],
+    pub time_w1: [[[f32; C]; 2]; C],
+    pub time_b1: [f32; C],
+    pub time_w2: [[f32; C]; C],
+    pub time_b2: [f32; C],
+    pub state_w: [[f32; D]; C],
+    pub state_b: [f32; C],
+    pub hidden_w: [[[f32; C]; C]; H],
+    pub hidden_b: [[f32; C]; H],
+    pub out_w: [[f32; C]; D],
+    pub out_b: [f32; D],
+    pub score_w1: [[[f32; C]; 2]; C],
+    pub score_b1: [f32; C],
+    pub score_w2: [f32; C],
+    pub score_b2: [f32; 1],
+}
+
+impl<const D: usize, const C: usize, const H: usize> Network<D, C, H> {
+    /// All parameters zero.
+    pub const fn zeroed(score_term: bool) -> Self {
+        Self {
+            score_term,
+            phase: [0.0; C],
+            time_w1: [[[0.0; C]; 2]; C],
+            time_b1: [0.0; C],
+            time_w2: [[0.0; C]; C],
+            time_b2: [0.0; C],
+            state_w: [[0.0; D]; C],
+            state_b: [0.0; C],
+            hidden_w: [[[0.0; C]; C]; H],
+            hidden_b: [[0.0; C]; H],
+            out_w: [[0.0; C]; D],
+            out_b: [0.0; D],
+            score_w1: [[[0.0; C]; 2]; C],
+            score_b1: [0.0; C],
+            score_w2: [0.0; C],
+            score_b2: [0.0],
+        }
+    }
+
+    /// The shape these const generics describe.
+    pub const fn shape(&self) -> NetworkShape {
+        NetworkShape {
+            d: D as u32,
+            channels: C as u32,
+            layers: H as u32 + 2,
+            score_term: self.score_term,
+        }
+    }
+
+    /// Mutable view of one parameter tensor, in flat row-major order.
+    pub fn tensor_mut(&mut self, p: Param) -> &mut [f32] {
+        match p {
+            Param::TimePhase => &mut self.phase,
+            Param::TimeW1 => self.time_w1.as_flattened_mut().as_flattened_mut(),
+            Param::TimeB1 => &mut self.time_b1,
+            Param::TimeW2 => self.time_w2.as_flattened_mut(),
+            Param::TimeB2 => &mut self.time_b2,
+            Param::StateW => self.state_w.as_flattened_mut(),
+            Param::StateB => &mut self.state_b,
+            Param::HiddenW(i) => self.hidden_w[i].as_flattened_mut(),
+            Param::HiddenB(i) => &mut self.hidden_b[i],
+            Param::OutW => self.out_w.as_flattened_mut(),
+            Param::OutB => &mut self.out_b,
+            Param::ScoreW1 => self.score_w1.as_flattened_mut().as_flattened_mut(),
+            Param::ScoreB1 => &mut self.score_b1,
+            Param::ScoreW2 => &mut self.score_w2,
+            Param::ScoreB2 => &mut self.score_b2,
+        }
+    }
+
+    /// The borrowed view every evaluation runs on.
+    pub fn as_ref(&self) -> NetworkRef<'_> {
+        let mut hidden: [(&[f32], &[f32]); MAX_LAYERS - 2] = [(&[], &[]); MAX_LAYERS - 2];
+        for (slot, (w, b)) in hidden.iter_mut().zip(self.hidden_w.iter().zip(&self.hidden_b)) {
+            *slot = (w.as_flattened(), b);
+        }
+        NetworkRef {
+            shape: self.shape(),
+            phase: &self.phase,
+            time_w1: self.time_w1.as_flattened().as_flattened(),
+            time_b1: &self.time_b1,
+            time_w2: self.time_w2.as_flattened(),
+            time_b2: &self.time_b2,
+            state_w: self.state_w.as_flattened(),
+            state_b: &self.state_b,
+            hidden,
+            out_w: self.out_w.as_flattened(),
+            out_b: &self.out_b,
+            score: self.score_term.then_some(ScoreNet {
+                w1: self.score_w1.as_flattened().as_flattened(),
+                b1: &self.score_b1,
+                w2: &self.score_w2,
+                b2: &self.score_b2,
+            }),
+        }
+    }
+
+    /// Copies a flat parameter slice (in [`NetworkShape::params`] order) in.
+    pub fn load_flat(&mut self, flat: &[f32]) -> Result<(), ShapeError> {
+        let shape = self.shape();
+        let expected = shape.param_count();
+        if flat.len() != expected {
+            return Err(ShapeError::Length {
+                expected,
+                got: flat.len(),
+            });
+        }
+        let mut rest = flat;
+        for spec in shape.params() {
+            let (t, tail) = rest.split_at(spec.len());
+            rest = tail;
+            self.tensor_mut(spec.param).copy_from_slice(t);
+        }
+        Ok(())
+    }
+}
+
+/// The network as a [`Control`]: `NN(t, x)` plus, when the score term is on,
+/// `sigma_bar(t) s(t) ((1 - t/T) prior_score(x) + (t/T) target_score(x))`.
+#[derive(Clone, Copy, Debug)]
+pub struct NetworkControl<'a, T> {
+    pub net: NetworkRef<'a>,
+    pub sde: Sde,
+    /// Supplies the "prior score" end of the interpolation.
+    pub prior: Prior<'a>,
+    /// Supplies `grad log rho`; required when the score term is on.
+    pub target: Option<T>,
+}
+
+impl<'a, T: Target> NetworkControl<'a, T> {
+    /// Fails when the score term is on but no target is given, or dimensions differ.
+    pub fn new(
+        net: NetworkRef<'a>,
+        sde: Sde,
+        prior: Prior<'a>,
+        target: Option<T>,
+    ) -> Result<Self, &'static str> {
+        let d = net.shape.d as usize;
+        if net.shape.score_term && target.is_none() {
+            return Err("this network has a score-informed term: it needs its target");
+        }
+        if target.as_ref().is_some_and(|t| t.dim() != d) || prior.dim() != d {
+            return Err("target or prior dimension differs from the network's");
+        }
+        Ok(Self {
+            net,
+            sde,
+            prior,
+            target,
+        })
+    }
+}
+
+impl<T: Target> Control for NetworkControl<'_, T> {
+    fn dim(&self) -> usize {
+        self.net.shape.d as usize
+    }
+    fn time_cache_len(&self) -> usize {
+        self.net.shape.time_cache_len()
+    }
+    fn scratch_len(&self) -> usize {
+        self.net.shape.scratch_len()
+    }
+    fn prepare(&self, t: f32, cache: &mut [f32], scratch: &mut [f32]) {
+        self.net.prepare(t, cache, scratch);
+    }
+    fn u(&self, t: f32, cache: &[f32], x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
+        let (c, d) = (self.net.shape.channels as usize, self.dim());
+        let (net_scratch, rest) = scratch.split_at_mut(2 * c);
+        self.net.eval_nn(cache, x, out, net_scratch);
+        let (Some(target), true) = (&self.target, self.net.shape.score_term) else {
+            return;
+        };
+        let (prior_score, rest) = rest.split_at_mut(d);
+        let target_score = &mut rest[..d];
+        self.prior.score(x, prior_score);
+        target.score(x, target_score);
+        let coef = self.sde.sigma_bar(t as f64) as f32 * cache[c];
+        let lambda = t / self.sde.t_end();
+        for ((o, p), q) in out.iter_mut().zip(prior_score.iter()).zip(target_score.iter()) {
+            *o += coef * ((1.0 - lambda) * p + lambda * q);
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! The weights file: one self-describing file per trained model.
+//!
+//! ```text
+//! offset  size  content
+//! 0       8     magic  b"diffctl\0"
+//! 8       2     format version, u16 little endian (currently 1)
+//! 10      4     body length n, u32 little endian
+//! 14      n     body: postcard(Header), then the parameters in
+//!               NetworkShape::params order, little endian, in header.dtype
+//! 14+n    4     CRC-32 (IEEE) of bytes 0 .. 14+n, little endian
+//! ```
+//!
+//! Decoding borrows the input, allocates nothing and never panics: any byte
+//! string gives either a model or a [`DecodeError`] saying what is wrong. The
+//! checksum is verified before the header is parsed, so a corrupted file reads
+//! as [`DecodeError::Checksum`] and a cut one as [`DecodeError::Truncated`].
+
+use core::fmt;
+
+use half::{bf16, f16};
+use serde::{Deserialize, Serialize};
+
+use crate::integrate::Integrator;
+use crate::network::{Network, NetworkShape};
+use crate::sde::{Sde, TimeGrid};
+use crate::target::TargetSpec;
+
+/// First bytes of every weights file.
+pub const MAGIC: [u8; 8] = *b"diffctl\0";
+/// The format version this crate reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// Largest step count a header may declare.
+pub const MAX_STEPS: u32 = 1 << 20;
+const PREAMBLE: usize = 14;
+
+/// How the model was trained (decides how its control is read, MATH.md §4, §6, §7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SamplerKind {
+    /// Time-reversed diffusion sampler (VP SDE).
+    Dis,
+    /// Path integral sampler (Brownian reference).
+    Pis,
+    /// Denoising diffusion sampler (VP SDE, control relative to the OU process).
+    Dds,
+    /// Denoising score matching on data (no target).
+    Dsm,
+}
+
+/// Storage type of the parameters in the file (evaluation is always `f32`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Dtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Dtype {
+    /// Bytes per parameter.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::Bf16 => 2,
+        }
+    }
+
+    /// `v` rounded to this dtype and back.
+    pub fn round(self, v: f32) -> f32 {
+        match self {
+            Dtype::F32 => v,
+            Dtype::F16 => f16::from_f32(v).to_f32(),
+            Dtype::Bf16 => bf16::from_f32(v).to_f32(),
+        }
+    }
+}
+
+/// Everything about a model except its parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub sampler: SamplerKind,
+    pub shape: NetworkShape,
+    pub sde: Sde,
+    pub grid: TimeGrid,
+    /// Default number of steps `K`.
+    pub steps: u32,
+    pub integrator: Integrator,
+    /// Prior `N(0, nu^2 I)` of `X_0` (VP SDEs).
+    pub prior_nu: f32,
+    /// The built-in target the model was trained on, if any.
+    pub target: Option<TargetSpec>,
+    pub dtype: Dtype,
+}
+
+impl Header {
+    /// Checks every field for range and consistency.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        self.shape.validate()?;
+        self.sde.validate()?;
+        if self.steps == 0 || self.steps > MAX_STEPS {
+            return Err("step count must be in 1..=1048576");
+        }
+        if !(self.prior_nu.is_finite() && self.prior_nu > 0.0) {
+            return Err("prior nu must be finite and positive");
+        }
+        if let Some(t) = &self.target {
+            t.validate()?;
+            if t.dim() != self.shape.d as usize {
+                return Err("target dimension differs from the network's");
+            }
+        }
+        match (self.sampler, self.sde) {
+            (SamplerKind::Pis, Sde::Pis { .. }) => Ok(()),
+            (SamplerKind::Pis, _) | (_, Sde::Pis { .. }) => {
+                Err("PIS models, and only they, use the PIS reference SDE")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Number of parameters in the file.
+    pub fn param_count(&self) -> usize {
+        self.shape.param_count()
+    }
+}
+
+/// Why a byte string is not a usable weights file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The file does not start with [`MAGIC`].
+    BadMagic,
+    UnsupportedVersion {
+        found: u16,
+        supported: u16,
+    },
+    /// The file ends after `got` bytes; its preamble announces `needed`.
+    Truncated {
+        needed: usize,
+        got: usize,
+    },
+    /// Bytes after the checksum.
+    TrailingBytes {
+        expected: usize,
+        got: usize,
+    },
+    Checksum {
+        stored: u32,
+        computed: u32,
+    },
+    /// An enum tag (sampler, SDE, target, dtype, ...) this version does not know.
+    UnknownTag,
+    /// The header does not parse.
+    MalformedHeader,
+    /// A header field is out of range.
+    Invalid(&'static str),
+    /// The parameter block has `got` bytes where the header implies `expected`.
+    PayloadLength {
+        expected: usize,
+        got: usize,
+    },
+    /// The file's dimension `what` is `file`; the code was compiled for `compiled`.
+    Dimension {
+        what: &'static str,
+        file: u32,
+        compiled: u32,
+    },
+    /// Parameter number `index` is NaN or infinite.
+    NonFinite {
+        index: usize,
+    },
+    /// The caller's parameter buffer holds `got` floats, the file has `needed`.
+    BufferTooSmall {
+        needed: usize,
+        got: usize,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use DecodeError::*;
+        match *self {
+            BadMagic => f.write_str("not a diffctl weights file (bad magic bytes)"),
+            UnsupportedVersion { found, supported } => write!(
+                f,
+                "weights format version {found} is not supported (this build reads version {supported})"
+            ),
+            Truncated { needed, got } => {
+                write!(f, "weights file is truncated: {got} bytes of {needed}")
+            }
+            TrailingBytes { expected, got } => {
+                write!(f, "weights file has {got} bytes, expected {expected}: trailing data")
+            }
+            Checksum { stored, computed } => write!(
+                f,
+                "weights file is corrupt: checksum {computed:#010x} does not match stored {stored:#010x}"
+            ),
+            UnknownTag => f.write_str("weights header contains an unknown enum tag"),
+            MalformedHeader => f.write_str("weights header is malformed"),
+            Invalid(why) => write!(f, "weights header is invalid: {why}"),
+            PayloadLength { expected, got } => write!(
+                f,
+                "weights payload has {got} bytes, the header implies {expected}"
+            ),
+            Dimension {
+                what,
+                file,
+                compiled,
+            } => write!(
+                f,
+                "dimension mismatch: the file has {what} = {file}, this code was compiled for {what} = {compiled}"
+            ),
+            NonFinite { index } => write!(f, "parameter {index} is NaN or infinite"),
+            BufferTooSmall { needed, got } => {
+                write!(f, "parameter buffer holds {got} floats, the model needs {needed}")
+            }
+        }
+    }
+}
+
+/// Why a model could not be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    Invalid(&'static str),
+    /// `params` has `got` floats where the shape needs `expected`.
+    ParamCount {
+        expected: usize,
+        got: usize,
+    },
+    /// Parameter `index` is not finite, or overflows the chosen dtype.
+    NotRepresentable {
+        index: usize,
+    },
+    BufferTooSmall {
+        needed: usize,
+        got: usize,
+    },
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            EncodeError::Invalid(why) => write!(f, "invalid header: {why}"),
+            EncodeError::ParamCount { expected, got } => {
+                write!(f, "{got} parameters given, the network has {expected}")
+            }
+            EncodeError::NotRepresentable { index } => write!(
+                f,
+                "parameter {index} is not finite in the chosen dtype"
+            ),
+            EncodeError::BufferTooSmall { needed, got } => {
+                write!(f, "output buffer holds {got} bytes, needs {needed}")
+            }
+        }
+    }
+}
+
+/// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320) lookup table.
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+/// CRC-32 of `bytes` (the checksum of zip, PNG and Ethernet).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c = CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+/// A decoded file: the header and the raw parameter bytes it describes.
+#[derive(Clone, Copy, Debug)]
+pub struct Model<'a> {
+    pub header: Header,
+    payload: &'a [u8],
+}
+
+impl<'a> Model<'a> {
+    /// Checks magic, version, length and checksum, then parses and validates the header.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        if bytes.len() < MAGIC.len() {
+            return Err(if MAGIC.starts_with(bytes) {
+                DecodeError::Truncated {
+                    needed: PREAMBLE,
+                    got: bytes.len(),
+                }
+            } else {
+                DecodeError::BadMagic
+            });
+        }
+        if bytes[..8] != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        if bytes.len() < PREAMBLE {
+            return Err(DecodeError::Truncated {
+                needed: PREAMBLE,
+                got: bytes.len(),
+            });
+        }
+        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let body_len = u32::from_le_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]) as usize;
+        let total = PREAMBLE
+            .checked_add(body_len)
+            .and_then(|n| n.checked_add(4))
+            .ok_or(DecodeError::MalformedHeader)?;
+        if bytes.len() < total {
+            return Err(DecodeError::Truncated {
+                needed: total,
+                got: bytes.len(),
+            });
+        }
+        if bytes.len() > total {
+            return Err(DecodeError::TrailingBytes {
+                expected: total,
+                got: bytes.len(),
+            });
+        }
+        let (covered, tail) = bytes.split_at(total - 4);
+        let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+        let computed = crc32(covered);
+        if stored != computed {
+            return Err(DecodeError::Checksum { stored, computed });
+        }
+        let body = &covered[PREAMBLE..];
+        let (header, payload) = postcard::take_from_bytes::<Header>(body).map_err(|e| match e {
+            postcard::Error::DeserializeBadEnum => DecodeError::UnknownTag,
+            _ => DecodeError::MalformedHeader,
+        })?;
+        header.validate().map_err(DecodeError::Invalid)?;
+        let expected = header.param_count() * header.dtype.size();
+        if payload.len() != expected {
+            return Err(DecodeError::PayloadLength {
+                expected,
+                got: payload.len(),
+            });
+        }
+        Ok(Model { header, payload })
+    }
+
+    /// Parameter `index` as `f32` (`index < header.param_count()`).
+    fn param(&self, index: usize) -> f32 {
+        let p = &self.payload;
+        match self.header.dtype {
+            Dtype::F32 => {
+                let b = &p[4 * index..4 * index + 4];
+                f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+            }
+            Dtype::F16 => f16::from_le_bytes([p[2 * index], p[2 * index + 1]]).to_f32(),
+            Dtype::Bf16 => bf16::from_le_bytes([p[2 * index], p[2 * index + 1]]).to_f32(),
+        }
+    }
+
+    /// Writes the parameters, as `f32`, into `out[..param_count]`; returns that count.
+    pub fn params_into(&self, out: &mut [f32]) -> Result<usize, DecodeError> {
+        let n = self.header.param_count();
+        if out.len() < n {
+            return Err(DecodeError::BufferTooSmall {
+                needed: n,
+                got: out.len(),
+            });
+        }
+        for (index, slot) in out[..n].iter_mut().enumerate() {
+            let v = self.param(index);
+            if !v.is_finite() {
+                return Err(DecodeError::NonFinite { index });
+            }
+            *slot = v;
+        }
+        Ok(n)
+    }
+
+    /// Loads the parameters into a fixed-size network, checking its dimensions.
+    pub fn load_network<const D: usize, const C: usize, const H: usize>(
+        &self,
+        net: &mut Network<D, C, H>,
+    ) -> Result<(), DecodeError> {
+        let shape = self.header.shape;
+        for (what, file, compiled) in [
+            ("d", shape.d, D as u32),
+            ("channels", shape.channels, C as u32),
+            ("layers", shape.layers, H as u32 + 2),
+        ] {
+            if file != compiled {
+                return Err(DecodeError::Dimension {
+                    what,
+                    file,
+                    compiled,
+                });
+            }
+        }
+        net.score_term = shape.score_term;
+        let mut index = 0;
+        for spec in shape.params() {
+            for slot in net.tensor_mut(spec.param).iter_mut() {
+                let v = self.param(index);
+                if !v.is_finite() {
+                    return Err(DecodeError::NonFinite { index });
+                }
+                *slot = v;
+                index += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bytes [`encode_into`] writes for this header.
+pub fn encoded_len(header: &Header) -> Result<usize, EncodeError> {
+    let header_len = postcard::experimental::serialized_size(header)
+        .map_err(|_| EncodeError::Invalid("header does not serialise"))?;
+    Ok(PREAMBLE + header_len + header.param_count() * header.dtype.size() + 4)
+}
+
+/// Writes a weights file into `out`; returns the number of bytes written.
+/// Parameters are rounded to `header.dtype` (round to nearest even).
+pub fn encode_into(header: &Header, params: &[f32], out: &mut [u8]) -> Result<usize, EncodeError> {
+    header.validate().map_err(EncodeError::Invalid)?;
+    let expected = header.param_count();
+    if params.len() != expected {
+        return Err(EncodeError::ParamCount {
+            expected,
+            got: params.len(),
+        });
+    }
+    let total = encoded_len(header)?;
+    if out.len() < total {
+        return Err(EncodeError::BufferTooSmall {
+            needed: total,
+            got: out.len(),
+        });
+    }
+    let out = &mut out[..total];
+    let body_len = u32::try_from(total - PREAMBLE - 4)
+        .map_err(|_| EncodeError::Invalid("model larger than 4 GiB"))?;
+    out[..8].copy_from_slice(&MAGIC);
+    out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out[10..14].copy_from_slice(&body_len.to_le_bytes());
+    let header_len = postcard::to_slice(header, &mut out[PREAMBLE..])
+        .map_err(|_| EncodeError::Invalid("header does not serialise"))?
+        .len();
+    let size = header.dtype.size();
+    let payload = &mut out[PREAMBLE + header_len..total - 4];
+    for (index, (&v, slot)) in params.iter().zip(payload.chunks_exact_mut(size)).enumerate() {
+        if !header.dtype.round(v).is_finite() {
+            return Err(EncodeError::NotRepresentable { index });
+        }
+        match header.dtype {
+            Dtype::F32 => slot.copy_from_slice(&v.to_le_bytes()),
+            Dtype::F16 => slot.copy_from_slice(&f16::from_f32(v).to_le_bytes()),
+            Dtype::Bf16 => slot.copy_from_slice(&bf16::from_f32(v).to_le_bytes()),
+        }
+    }
+    let crc = crc32(&out[..total - 4]);
+    out[total - 4..].copy_from_slice(&crc.to_le_bytes());
+    Ok(total)
+}
+
+/// [`encode_into`] a new `Vec`.
+#[cfg(feature = "alloc")]
+pub fn encode(header: &Header, params: &[f32]) -> Result<alloc::vec::Vec<u8>, EncodeError> {
+    let mut out = alloc::vec![0u8; encoded_len(header)?];
+    let n = encode_into(header, params, &mut out)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_check_value() {
+        // The standard check value of CRC-32/ISO-HDLC.
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+}
