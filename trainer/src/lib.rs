@@ -1,0 +1,4 @@
+//! diffctl trainer: reverse-mode autodiff, the control network, optimisers
+//! and data-parallel gradient evaluation.
+
+pub mod autodiff;
