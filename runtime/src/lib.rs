@@ -41,17 +41,8 @@
 //!
 //! let d = header.shape.d as usize;
 //! let target = header.target.ok_or("no built-in target")?.build();
-//! let prior = Prior::Isotropic(IsotropicGaussian { d, nu: header.prior_nu });
-//! let control = NetworkControl::new(net, header.sde, prior, Some(target))?;
-//! let sampler = Sampler {
-//!     sde: header.sde,
-//!     grid: header.grid,
-//!     steps: header.steps as usize,
-//!     integrator: header.integrator,
-//!     prior,
-//!     control,
-//!     target: Some(target),
-//! };
+//! // The header's SDE, grid, step count and integrator; any `Target` works here.
+//! let sampler = header.sampler(net, Some(target), None, None)?;
 //!
 //! // Samples 0..4 under seed 42, in one lockstep batch.
 //! let mut xs = [0.0f32; 4 * 2];

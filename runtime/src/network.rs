@@ -476,6 +476,8 @@ pub struct NetworkControl<'a, T> {
     pub prior: Prior<'a>,
     /// Supplies `grad log rho`; required when the score term is on.
     pub target: Option<T>,
+    /// DDS form (MATH.md §6): the network gives `u_dds` and `u = u_dds - sigma_bar x`.
+    pub relative_to_ou: bool,
 }
 
 impl<'a, T: Target> NetworkControl<'a, T> {
@@ -498,6 +500,7 @@ impl<'a, T: Target> NetworkControl<'a, T> {
             sde,
             prior,
             target,
+            relative_to_ou: false,
         })
     }
 }
@@ -519,6 +522,12 @@ impl<T: Target> Control for NetworkControl<'_, T> {
         let (c, d) = (self.net.shape.channels as usize, self.dim());
         let (net_scratch, rest) = scratch.split_at_mut(2 * c);
         self.net.eval_nn(cache, x, out, net_scratch);
+        if self.relative_to_ou {
+            let sigma_bar = self.sde.sigma_bar(t as f64) as f32;
+            for (o, &xj) in out.iter_mut().zip(x) {
+                *o -= sigma_bar * xj;
+            }
+        }
         let (Some(target), true) = (&self.target, self.net.shape.score_term) else {
             return;
         };

@@ -20,10 +20,10 @@ use core::fmt;
 use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
-use crate::integrate::Integrator;
-use crate::network::{Network, NetworkShape};
+use crate::integrate::{Integrator, Sampler};
+use crate::network::{Network, NetworkControl, NetworkRef, NetworkShape};
 use crate::sde::{Sde, TimeGrid};
-use crate::target::TargetSpec;
+use crate::target::{IsotropicGaussian, Prior, Target, TargetSpec};
 
 /// First bytes of every weights file.
 pub const MAGIC: [u8; 8] = *b"diffctl\0";
@@ -119,6 +119,45 @@ impl Header {
     /// Number of parameters in the file.
     pub fn param_count(&self) -> usize {
         self.shape.param_count()
+    }
+
+    /// The prior of `X_0` and of the score term's interpolation: `N(0, nu^2 I)`
+    /// for VP models; for PIS the reference's terminal marginal `N(0, sigma^2 T I)`.
+    pub fn prior(&self) -> Prior<'static> {
+        let d = self.shape.d as usize;
+        let nu = match self.sde {
+            Sde::Pis { sigma, t_end } => sigma * libm::sqrtf(t_end),
+            Sde::Vp { .. } => self.prior_nu,
+        };
+        Prior::Isotropic(IsotropicGaussian { d, nu })
+    }
+
+    /// The sampler this header describes, for the network `net` (whose
+    /// parameters were loaded from the file) and a target, which is required
+    /// when the network has a score term and gives path costs when present.
+    /// `steps` and `integrator` override the header's defaults.
+    pub fn sampler<'a, T: Target + Copy>(
+        &self,
+        net: NetworkRef<'a>,
+        target: Option<T>,
+        steps: Option<usize>,
+        integrator: Option<Integrator>,
+    ) -> Result<Sampler<'a, NetworkControl<'a, T>, T>, &'static str> {
+        if net.shape != self.shape {
+            return Err("network shape differs from the header's");
+        }
+        let prior = self.prior();
+        let mut control = NetworkControl::new(net, self.sde, prior, target)?;
+        control.relative_to_ou = self.sampler == SamplerKind::Dds;
+        Ok(Sampler {
+            sde: self.sde,
+            grid: self.grid,
+            steps: steps.unwrap_or(self.steps as usize),
+            integrator: integrator.unwrap_or(self.integrator),
+            prior,
+            control,
+            target,
+        })
     }
 }
 
