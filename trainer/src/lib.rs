@@ -2,3 +2,4 @@
 //! and data-parallel gradient evaluation.
 
 pub mod autodiff;
+pub mod network;
