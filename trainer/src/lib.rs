@@ -3,3 +3,5 @@
 
 pub mod autodiff;
 pub mod network;
+pub mod optim;
+pub mod parallel;
