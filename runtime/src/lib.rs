@@ -62,6 +62,7 @@
 extern crate alloc;
 
 pub mod control;
+pub mod hex;
 pub mod integrate;
 pub mod kernels;
 pub mod network;
