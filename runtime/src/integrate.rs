@@ -166,10 +166,15 @@ impl Step {
                 step.decay = a;
                 step.gain = (-2.0 * libm::expm1(-0.5 * ib) / sigma_hat) as f32;
                 step.std = libm::sqrt(-libm::expm1(-ib)) as f32;
-                // Backward kernel with the same rounded coefficients, so that a
-                // perfect control gives R_disc = 0 up to f64 rounding.
-                step.q_decay = a as f64;
-                step.q_var = step.std as f64 * step.std as f64;
+                // Backward kernel: the exact reversal under N(0, I) of the step
+                // as rounded to f32, x ~ N(0, 1), y | x ~ N(a x, v) =>
+                // x | y ~ N(a y / (a^2 + v), v / (a^2 + v)). It equals the
+                // noising step N(a y, 1 - a^2) up to f32 rounding of a and v,
+                // is a normalised kernel (so R_disc stays unbiased), and makes
+                // R_disc = 0 for target N(0, I) and v = 0 up to f64 rounding.
+                let (a, v) = (a as f64, step.std as f64 * step.std as f64);
+                step.q_decay = a / (a * a + v);
+                step.q_var = v / (a * a + v);
             }
             Scheme::VpFlow => {
                 step.gain = (0.5 * sigma_bar * h) as f32;
@@ -298,11 +303,14 @@ impl<C: Control, T: Target> Sampler<'_, C, T> {
                 path.cost.r_disc -= log_rho;
                 path.cost.r -= log_rho
                     + match scheme {
-                        Scheme::VpEuler => 0.5 * d as f64 * self.sde.integral_beta_bar(0.0, t_end as f64),
+                        Scheme::VpEuler => {
+                            0.5 * d as f64 * self.sde.integral_beta_bar(0.0, t_end as f64)
+                        }
                         Scheme::VpExponential => -Prior::standard(d).log_density_f64(x),
                         Scheme::PisEuler => {
                             let nu = libm::sqrt(self.sde.beta(0.0) * t_end as f64) as f32;
-                            let terminal = Prior::Isotropic(crate::target::IsotropicGaussian { d, nu });
+                            let terminal =
+                                Prior::Isotropic(crate::target::IsotropicGaussian { d, nu });
                             -terminal.log_density_f64(x)
                         }
                         Scheme::VpFlow => 0.0,

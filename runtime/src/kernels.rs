@@ -31,7 +31,12 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         acc[lane] += x * y;
     }
     // Fixed reduction tree: (0+4, 1+5, 2+6, 3+7), then pairs, then the last pair.
-    let quad = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
+    let quad = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
     (quad[0] + quad[2]) + (quad[1] + quad[3])
 }
 

@@ -154,9 +154,8 @@ impl NetworkShape {
             spec(Param::StateW, c, d),
             spec(Param::StateB, 1, c),
         ];
-        let hidden = (0..self.hidden()).flat_map(move |i| {
-            [spec(Param::HiddenW(i), c, c), spec(Param::HiddenB(i), 1, c)]
-        });
+        let hidden = (0..self.hidden())
+            .flat_map(move |i| [spec(Param::HiddenW(i), c, c), spec(Param::HiddenB(i), 1, c)]);
         let out = [spec(Param::OutW, d, c), spec(Param::OutB, 1, d)];
         let score = [
             spec(Param::ScoreW1, c, 2 * c),
@@ -193,7 +192,10 @@ impl NetworkShape {
 pub enum ShapeError {
     Invalid(&'static str),
     /// The slice holds `got` floats where the shape needs `expected`.
-    Length { expected: usize, got: usize },
+    Length {
+        expected: usize,
+        got: usize,
+    },
 }
 
 impl fmt::Display for ShapeError {
@@ -201,7 +203,10 @@ impl fmt::Display for ShapeError {
         match self {
             ShapeError::Invalid(why) => write!(f, "invalid network shape: {why}"),
             ShapeError::Length { expected, got } => {
-                write!(f, "parameter buffer has {got} floats, the network needs {expected}")
+                write!(
+                    f,
+                    "parameter buffer has {got} floats, the network needs {expected}"
+                )
             }
         }
     }
@@ -422,7 +427,10 @@ impl<const D: usize, const C: usize, const H: usize> Network<D, C, H> {
     /// The borrowed view every evaluation runs on.
     pub fn as_ref(&self) -> NetworkRef<'_> {
         let mut hidden: [(&[f32], &[f32]); MAX_LAYERS - 2] = [(&[], &[]); MAX_LAYERS - 2];
-        for (slot, (w, b)) in hidden.iter_mut().zip(self.hidden_w.iter().zip(&self.hidden_b)) {
+        for (slot, (w, b)) in hidden
+            .iter_mut()
+            .zip(self.hidden_w.iter().zip(&self.hidden_b))
+        {
             *slot = (w.as_flattened(), b);
         }
         NetworkRef {
@@ -537,7 +545,11 @@ impl<T: Target> Control for NetworkControl<'_, T> {
         target.score(x, target_score);
         let coef = self.sde.sigma_bar(t as f64) as f32 * cache[c];
         let lambda = t / self.sde.t_end();
-        for ((o, p), q) in out.iter_mut().zip(prior_score.iter()).zip(target_score.iter()) {
+        for ((o, p), q) in out
+            .iter_mut()
+            .zip(prior_score.iter())
+            .zip(target_score.iter())
+        {
             *o += coef * ((1.0 - lambda) * p + lambda * q);
         }
     }

@@ -83,7 +83,7 @@ impl Sde {
                         }
                     }
                     Schedule::Cosine { offset, end } => {
-                        if !finite_pos(offset) || !(end > 0.0 && end < 1.0) {
+                        if !(finite_pos(offset) && end > 0.0 && end < 1.0) {
                             return Err("cosine schedule needs offset > 0 and 0 < end < 1");
                         }
                     }

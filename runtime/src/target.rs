@@ -177,7 +177,11 @@ impl<'a> GaussianMixture<'a> {
     pub fn new(weights: &'a [f32], means: &'a [f32], stds: &'a [f32]) -> Self {
         assert!(!weights.is_empty(), "a mixture needs a component");
         assert_eq!(means.len() % weights.len(), 0, "means must be [n, d]");
-        assert_eq!(means.len(), stds.len(), "means and stds must both be [n, d]");
+        assert_eq!(
+            means.len(),
+            stds.len(),
+            "means and stds must both be [n, d]"
+        );
         Self {
             weights,
             means,
@@ -256,7 +260,10 @@ impl Target for GaussianMixture<'_> {
                 libm::expf(l - max)
             };
             sum += weight;
-            let (m, s) = (&self.means[i * d..(i + 1) * d], &self.stds[i * d..(i + 1) * d]);
+            let (m, s) = (
+                &self.means[i * d..(i + 1) * d],
+                &self.stds[i * d..(i + 1) * d],
+            );
             for j in 0..d {
                 out[j] += weight * (-(x[j] - m[j]) / (s[j] * s[j]));
             }
@@ -442,7 +449,7 @@ impl TargetSpec {
         match *self {
             TargetSpec::Gmm => Ok(()),
             TargetSpec::Funnel { d, sigma } => {
-                if d < 2 || d > MAX_TARGET_DIM {
+                if !(2..=MAX_TARGET_DIM).contains(&d) {
                     Err("funnel dimension must be in 2..=65536")
                 } else if !(sigma.is_finite() && sigma > 0.0) {
                     Err("funnel sigma must be finite and positive")
@@ -473,11 +480,9 @@ impl TargetSpec {
     /// The target itself. Call [`TargetSpec::validate`] first on untrusted specs.
     pub fn build(&self) -> Builtin {
         match *self {
-            TargetSpec::Gmm => Builtin::Mixture(GaussianMixture::new(
-                &gmm::WEIGHTS,
-                &gmm::MEANS,
-                &gmm::STDS,
-            )),
+            TargetSpec::Gmm => {
+                Builtin::Mixture(GaussianMixture::new(&gmm::WEIGHTS, &gmm::MEANS, &gmm::STDS))
+            }
             TargetSpec::Funnel { d, sigma } => Builtin::Funnel(Funnel {
                 d: d as usize,
                 sigma,
@@ -544,7 +549,11 @@ mod tests {
             xp[j] = x[j];
             let fd = (up - down) / (2.0 * h as f64);
             let tol = 2e-3 * (1.0 + g[j].abs() as f64) + 1e-4 * (up.abs() + down.abs());
-            assert!((fd - g[j] as f64).abs() < tol, "coord {j}: fd {fd} vs {}", g[j]);
+            assert!(
+                (fd - g[j] as f64).abs() < tol,
+                "coord {j}: fd {fd} vs {}",
+                g[j]
+            );
         }
     }
 
@@ -577,7 +586,10 @@ mod tests {
         let mut acc = 0.0f64;
         for i in 0..n {
             for j in 0..n {
-                let x = [(-half + (i as f64 + 0.5) * h) as f32, (-half + (j as f64 + 0.5) * h) as f32];
+                let x = [
+                    (-half + (i as f64 + 0.5) * h) as f32,
+                    (-half + (j as f64 + 0.5) * h) as f32,
+                ];
                 acc += libm::exp(t.log_density(&x) as f64);
             }
         }

@@ -280,10 +280,9 @@ impl fmt::Display for EncodeError {
             EncodeError::ParamCount { expected, got } => {
                 write!(f, "{got} parameters given, the network has {expected}")
             }
-            EncodeError::NotRepresentable { index } => write!(
-                f,
-                "parameter {index} is not finite in the chosen dtype"
-            ),
+            EncodeError::NotRepresentable { index } => {
+                write!(f, "parameter {index} is not finite in the chosen dtype")
+            }
             EncodeError::BufferTooSmall { needed, got } => {
                 write!(f, "output buffer holds {got} bytes, needs {needed}")
             }
@@ -299,7 +298,11 @@ const CRC_TABLE: [u32; 256] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         table[i] = c;
@@ -378,7 +381,11 @@ impl<'a> Model<'a> {
         }
         let body = &covered[PREAMBLE..];
         let (header, payload) = postcard::take_from_bytes::<Header>(body).map_err(|e| match e {
-            postcard::Error::DeserializeBadEnum => DecodeError::UnknownTag,
+            // serde's derived enum visitors report an out-of-range variant
+            // index as a custom error; the header has no other custom errors.
+            postcard::Error::DeserializeBadEnum
+            | postcard::Error::DeserializeBadOption
+            | postcard::Error::SerdeDeCustom => DecodeError::UnknownTag,
             _ => DecodeError::MalformedHeader,
         })?;
         header.validate().map_err(DecodeError::Invalid)?;
@@ -495,7 +502,11 @@ pub fn encode_into(header: &Header, params: &[f32], out: &mut [u8]) -> Result<us
         .len();
     let size = header.dtype.size();
     let payload = &mut out[PREAMBLE + header_len..total - 4];
-    for (index, (&v, slot)) in params.iter().zip(payload.chunks_exact_mut(size)).enumerate() {
+    for (index, (&v, slot)) in params
+        .iter()
+        .zip(payload.chunks_exact_mut(size))
+        .enumerate()
+    {
         if !header.dtype.round(v).is_finite() {
             return Err(EncodeError::NotRepresentable { index });
         }

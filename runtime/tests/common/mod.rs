@@ -1,0 +1,70 @@
+//! Helpers shared by the runtime's integration tests.
+#![allow(dead_code)]
+
+use diffctl_runtime::integrate::{PathCost, PathState, Sampler};
+use diffctl_runtime::network::{NetworkShape, Param};
+use diffctl_runtime::normal::{fill_normals, stream};
+use diffctl_runtime::prelude::*;
+
+/// Draws paths `0..n` under `seed` in batches of 256; returns samples (n x d) and costs.
+pub fn run<C: Control, T: Target>(
+    sampler: &Sampler<'_, C, T>,
+    seed: u64,
+    n: usize,
+) -> (Vec<f32>, Vec<PathCost>) {
+    let d = sampler.control.dim();
+    let mut xs = vec![0.0f32; n * d];
+    let mut costs = Vec::with_capacity(n);
+    let mut work = vec![0.0f32; sampler.work_len()];
+    let block = 256;
+    let mut paths = vec![PathState::default(); block];
+    for (b, chunk) in xs.chunks_mut(block * d).enumerate() {
+        let m = chunk.len() / d;
+        sampler
+            .sample(seed, (b * block) as u64, chunk, &mut paths[..m], &mut work)
+            .expect("sampling succeeds");
+        costs.extend(paths[..m].iter().map(|p| p.cost));
+    }
+    (xs, costs)
+}
+
+/// `X_0` of path `index`: the first normals of its stream through the prior.
+pub fn initial_state(prior: &Prior<'_>, seed: u64, index: u64, d: usize) -> Vec<f32> {
+    let mut x = vec![0.0f32; d];
+    fill_normals(&mut stream(seed, index), &mut x);
+    prior.transform_normals(&mut x);
+    x
+}
+
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// `log mean exp(-r)`, computed stably.
+pub fn log_mean_exp_neg(r: &[f64]) -> f64 {
+    let max = r.iter().map(|x| -x).fold(f64::NEG_INFINITY, f64::max);
+    let s: f64 = r.iter().map(|x| (-x - max).exp()).sum();
+    max + (s / r.len() as f64).ln()
+}
+
+/// Deterministic pseudo-random parameters for `shape` (uniform in +-scale),
+/// with the score network's output bias at 1 as after initialisation.
+pub fn random_params(shape: NetworkShape, seed: u64, scale: f32) -> Vec<f32> {
+    let mut rng = stream(seed, u64::MAX);
+    let mut out = Vec::new();
+    for spec in shape.params() {
+        for _ in 0..spec.len() {
+            let mut z = [0.0f32; 1];
+            fill_normals(&mut rng, &mut z);
+            out.push(if spec.param == Param::ScoreB2 {
+                1.0
+            } else {
+                scale * z[0]
+            });
+        }
+    }
+    out
+}

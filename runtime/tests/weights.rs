@@ -1,0 +1,211 @@
+//! The weights file: round trips, and every damaged file is an `Err`, never a panic.
+
+mod common;
+
+use common::random_params;
+use diffctl_runtime::normal::stream;
+use diffctl_runtime::prelude::*;
+use diffctl_runtime::weights::{
+    crc32, encode_into, encoded_len, DecodeError, EncodeError, FORMAT_VERSION,
+};
+use rand_core::Rng;
+
+fn header(dtype: Dtype) -> Header {
+    Header {
+        sampler: SamplerKind::Dis,
+        shape: NetworkShape {
+            d: 2,
+            channels: 8,
+            layers: 4,
+            score_term: true,
+        },
+        sde: Sde::default(),
+        grid: TimeGrid::Quadratic,
+        steps: 100,
+        integrator: Integrator::Exponential,
+        prior_nu: 1.0,
+        target: Some(TargetSpec::Gmm),
+        dtype,
+    }
+}
+
+fn encode(h: &Header, params: &[f32]) -> Result<Vec<u8>, EncodeError> {
+    let mut out = vec![0u8; encoded_len(h)?];
+    encode_into(h, params, &mut out)?;
+    Ok(out)
+}
+
+fn file(dtype: Dtype) -> (Header, Vec<f32>, Vec<u8>) {
+    let h = header(dtype);
+    let params = random_params(h.shape, 1, 0.3);
+    let bytes = encode(&h, &params).expect("valid model encodes");
+    (h, params, bytes)
+}
+
+fn decode(bytes: &[u8]) -> Result<(Header, Vec<f32>), DecodeError> {
+    let model = Model::parse(bytes)?;
+    let mut out = vec![0.0; model.header.param_count()];
+    model.params_into(&mut out)?;
+    Ok((model.header, out))
+}
+
+/// Rewrites the stored checksum so that a deliberate edit reaches the parser.
+fn reseal(bytes: &mut [u8]) {
+    let n = bytes.len() - 4;
+    let crc = crc32(&bytes[..n]);
+    bytes[n..].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn f32_round_trip_is_exact() {
+    let (h, params, bytes) = file(Dtype::F32);
+    let (h2, p2) = decode(&bytes).unwrap();
+    assert_eq!(h, h2);
+    assert_eq!(
+        params.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        p2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn half_precision_round_trips_within_rounding() {
+    for (dtype, rel) in [(Dtype::F16, 2f32.powi(-11)), (Dtype::Bf16, 2f32.powi(-8))] {
+        let (_, params, bytes) = file(dtype);
+        let (_, p2) = decode(&bytes).unwrap();
+        for (a, b) in params.iter().zip(&p2) {
+            // Exactly the dtype's round-to-nearest, and within half an ulp.
+            assert_eq!(dtype.round(*a).to_bits(), b.to_bits());
+            assert!(
+                (a - b).abs() <= rel * a.abs() + 6e-8,
+                "{dtype:?}: {a} -> {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fixed_size_network_loads_and_checks_dimensions() {
+    let (h, params, bytes) = file(Dtype::F32);
+    let model = Model::parse(&bytes).unwrap();
+    let mut net = Network::<2, 8, 2>::zeroed(false);
+    model.load_network(&mut net).unwrap();
+    let mut flat = vec![0.0; h.param_count()];
+    model.params_into(&mut flat).unwrap();
+    assert_eq!(flat, params);
+    let mut wrong = Network::<3, 8, 2>::zeroed(false);
+    let err = model.load_network(&mut wrong).unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::Dimension {
+            what: "d",
+            file: 2,
+            compiled: 3
+        }
+    );
+    assert!(
+        err.to_string().contains("the file has d = 2")
+            && err.to_string().contains("compiled for d = 3")
+    );
+    let mut wrong = Network::<2, 16, 2>::zeroed(false);
+    assert!(matches!(
+        model.load_network(&mut wrong),
+        Err(DecodeError::Dimension {
+            what: "channels",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn typed_errors_for_each_kind_of_damage() {
+    let (_, _, bytes) = file(Dtype::F32);
+    let mut b = bytes.clone();
+    b[0] = b'X';
+    assert_eq!(decode(&b).unwrap_err(), DecodeError::BadMagic);
+    let mut b = bytes.clone();
+    b[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    assert!(matches!(
+        decode(&b),
+        Err(DecodeError::UnsupportedVersion {
+            found: 2,
+            supported: 1
+        })
+    ));
+    assert!(matches!(
+        decode(&bytes[..bytes.len() - 1]),
+        Err(DecodeError::Truncated { .. })
+    ));
+    let mut b = bytes.clone();
+    b.push(0);
+    assert!(matches!(decode(&b), Err(DecodeError::TrailingBytes { .. })));
+    let mut b = bytes.clone();
+    let mid = b.len() / 2;
+    b[mid] ^= 1;
+    assert!(matches!(decode(&b), Err(DecodeError::Checksum { .. })));
+    // Sampler tag (first header byte) out of range, checksum repaired.
+    let mut b = bytes.clone();
+    b[14] = 9;
+    reseal(&mut b);
+    assert_eq!(decode(&b).unwrap_err(), DecodeError::UnknownTag);
+    // A NaN parameter (the last one), checksum repaired.
+    let mut b = bytes.clone();
+    let n = b.len();
+    b[n - 8..n - 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    reseal(&mut b);
+    let count = header(Dtype::F32).param_count();
+    assert_eq!(
+        decode(&b).unwrap_err(),
+        DecodeError::NonFinite { index: count - 1 }
+    );
+    // The encoder refuses what it cannot represent.
+    let h = header(Dtype::F16);
+    let mut params = random_params(h.shape, 1, 0.3);
+    params[3] = 1e6;
+    assert!(encode(&h, &params).is_err());
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    for dtype in [Dtype::F32, Dtype::F16] {
+        let (_, _, bytes) = file(dtype);
+        for n in 0..bytes.len() {
+            assert!(decode(&bytes[..n]).is_err(), "prefix of {n} bytes decoded");
+        }
+    }
+}
+
+#[test]
+fn ten_thousand_random_mutations_are_errors() {
+    let (_, _, bytes) = file(Dtype::F16);
+    let mut rng = stream(99, 0);
+    for trial in 0..10_000 {
+        let mut b = bytes.clone();
+        let edits = 1 + (rng.next_u64() % 4) as usize;
+        for _ in 0..edits {
+            let pos = (rng.next_u64() % b.len() as u64) as usize;
+            if rng.next_u64() % 2 == 0 {
+                b[pos] ^= 1 << (rng.next_u64() % 8); // one bit
+            } else {
+                b[pos] = rng.next_u64() as u8; // one byte
+            }
+        }
+        if b == bytes {
+            continue; // a byte rewritten with its own value: not a mutation
+        }
+        assert!(decode(&b).is_err(), "trial {trial}: mutated file decoded");
+    }
+    // Random byte strings, including ones with a valid preamble: errors, no panic.
+    for trial in 0..10_000u64 {
+        let mut rng = stream(100, trial);
+        let len = (rng.next_u64() % 64) as usize;
+        let mut b: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        if trial % 2 == 0 && len >= 14 {
+            b[..8].copy_from_slice(b"diffctl\0");
+            b[8..10].copy_from_slice(&1u16.to_le_bytes());
+            let body = (len - 18) as u32;
+            b[10..14].copy_from_slice(&body.to_le_bytes());
+            reseal(&mut b);
+        }
+        assert!(decode(&b).is_err());
+    }
+}
