@@ -12,7 +12,7 @@
 //! | mul     | a b            | b              | a                 |
 //! | div     | a / b          | 1 / b          | -a / b^2          |
 
-use crate::autodiff::fastmath::{gelu_erf, gelu_exp};
+use crate::autodiff::fastmath;
 use crate::autodiff::graph::{Back, Graph, Mode, Op, Var};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,24 +167,6 @@ pub(crate) struct UnaryOp {
     x: Var,
 }
 
-const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
-/// `1 / sqrt(2 pi)`
-const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
-
-/// GELU, erf form: `x Phi(x)`, `Phi(x) = (1 + erf(x / sqrt 2)) / 2`.
-#[inline(always)]
-pub(crate) fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + gelu_erf(x * FRAC_1_SQRT_2))
-}
-
-/// `d/dx [x Phi(x)] = Phi(x) + x phi(x)`, `phi(x) = exp(-x^2 / 2) / sqrt(2 pi)`.
-#[inline(always)]
-pub(crate) fn gelu_grad(x: f32) -> f32 {
-    let cdf = 0.5 * (1.0 + gelu_erf(x * FRAC_1_SQRT_2));
-    let pdf = FRAC_1_SQRT_2PI * gelu_exp(-0.5 * x * x);
-    cdf + x * pdf
-}
-
 #[inline(always)]
 fn map(out: &mut [f32], x: &[f32], f: impl Fn(f32) -> f32) {
     for (o, &v) in out.iter_mut().zip(x) {
@@ -218,7 +200,7 @@ impl UnaryOp {
             Unary::Sin => acc(gx, gy, x, y, |x, _| libm::cosf(x)),
             Unary::Cos => acc(gx, gy, x, y, |x, _| -libm::sinf(x)),
             Unary::Tanh => acc(gx, gy, x, y, |_, y| 1.0 - y * y),
-            Unary::Gelu => acc(gx, gy, x, y, |x, _| gelu_grad(x)),
+            Unary::Gelu => fastmath::gelu_backward(gx, gy, x),
         }
     }
 }
@@ -274,7 +256,7 @@ impl<M: Mode> Graph<M> {
             Unary::Sin => map(&mut out, xs, libm::sinf),
             Unary::Cos => map(&mut out, xs, libm::cosf),
             Unary::Tanh => map(&mut out, xs, libm::tanhf),
-            Unary::Gelu => map(&mut out, xs, gelu),
+            Unary::Gelu => fastmath::gelu_forward(&mut out, xs),
         }
         self.push(x.rows, x.cols, out, &[x], || Op::Unary(UnaryOp { kind, x }))
     }
@@ -321,6 +303,7 @@ impl<M: Mode> Graph<M> {
 mod tests {
     use super::*;
     use crate::autodiff::check::{check_gradients, rand_range, rand_tensor, test_rng};
+    use crate::autodiff::fastmath::{gelu, gelu_grad};
     use crate::autodiff::{Grads, Params, Tape, Tensor};
 
     #[test]
