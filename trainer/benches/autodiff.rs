@@ -33,31 +33,14 @@ fn gaussian_tensor(rng: &mut Xoshiro256PlusPlus, rows: usize, cols: usize) -> Te
     })
 }
 
-/// The FMA-loop peak of one core: 12 independent 512-bit (or 256-bit) FMA chains.
+/// The FMA-loop peak of one core: 12 independent 256-bit FMA chains (AVX2;
+/// AVX-512 intrinsics need Rust 1.89, above the workspace MSRV, and would
+/// double this on CPUs with two 512-bit FMA ports).
 fn fma_peak() -> (f64, &'static str) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
         const N: usize = 50_000_000;
-        if is_x86_feature_detected!("avx512f") {
-            #[target_feature(enable = "avx512f")]
-            unsafe fn run() -> f32 {
-                let mut acc = [_mm512_set1_ps(0.0); 12];
-                let a = _mm512_set1_ps(0.999_999);
-                let b = _mm512_set1_ps(1e-7);
-                for _ in 0..N / 12 {
-                    for x in &mut acc {
-                        *x = _mm512_fmadd_ps(*x, a, b);
-                    }
-                }
-                acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
-            }
-            let t = Instant::now();
-            // SAFETY: avx512f detected above.
-            black_box(unsafe { run() });
-            let flops = (N / 12 * 12) as f64 * 16.0 * 2.0;
-            return (flops / t.elapsed().as_secs_f64() / 1e9, "avx512 fma");
-        }
         if is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx") {
             #[target_feature(enable = "avx,fma")]
             unsafe fn run() -> f32 {

@@ -108,26 +108,20 @@ fn gelu_backward_generic(gx: &mut [f32], gy: &[f32], x: &[f32]) {
     }
 }
 
-/// Compiles `$generic` for AVX-512 and AVX2 and picks the best at run time.
+/// Compiles `$generic` also for AVX2 and picks it at run time when the CPU
+/// has it. (AVX-512 would need Rust 1.89 for `target_feature(enable =
+/// "avx512f")`; the workspace MSRV is 1.85.)
 macro_rules! dispatch {
     ($name:ident, $generic:ident, ($($arg:ident: $ty:ty),*)) => {
         pub fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
-                    $generic($($arg),*)
-                }
                 #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) {
+                unsafe fn avx2($($arg: $ty),*) {
                     $generic($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports the enabled features.
-                    return unsafe { avx512($($arg),*) };
                 }
                 if std::is_x86_feature_detected!("avx2") {
-                    // SAFETY: as above.
+                    // SAFETY: the CPU supports AVX2.
                     return unsafe { avx2($($arg),*) };
                 }
             }
