@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::control::Control;
 use crate::normal::{fill_normals, stream, PathRng};
 use crate::sde::{Sde, TimeGrid};
-use crate::target::{Prior, Target};
+use crate::target::{IsotropicGaussian, Prior, Target};
 
 /// How one step of the generative SDE is taken.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,37 +107,103 @@ impl fmt::Display for SampleError {
 
 /// The (SDE, integrator) combinations, resolved once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Scheme {
+pub enum Scheme {
     VpEuler,
     VpExponential,
     VpFlow,
     PisEuler,
 }
 
+impl Scheme {
+    /// The scheme of an (SDE, integrator) pair; PIS with the exponential
+    /// integrator is Euler–Maruyama (its drift has no linear part).
+    pub fn new(sde: &Sde, integrator: Integrator) -> Result<Self, SampleError> {
+        Ok(match (sde, integrator) {
+            (Sde::Vp { .. }, Integrator::EulerMaruyama) => Scheme::VpEuler,
+            (Sde::Vp { .. }, Integrator::Exponential) => Scheme::VpExponential,
+            (Sde::Vp { .. }, Integrator::ProbabilityFlow) => Scheme::VpFlow,
+            (Sde::Pis { .. }, Integrator::ProbabilityFlow) => {
+                return Err(SampleError::Unsupported(
+                    "the probability-flow ODE needs a VP SDE (PIS has no such form here)",
+                ))
+            }
+            (Sde::Pis { .. }, _) => Scheme::PisEuler,
+        })
+    }
+
+    /// Whether `X_0` is drawn from the prior (VP) rather than fixed at 0 (PIS).
+    pub fn starts_from_prior(self) -> bool {
+        self != Scheme::PisEuler
+    }
+
+    /// Whether the integrated control is `v = u + sigma_bar x` rather than `u`.
+    pub fn uses_v(self) -> bool {
+        self == Scheme::VpExponential
+    }
+
+    /// Terms of the continuous cost `R` that do not depend on the control:
+    /// at `X_0` (added first) and at `X_K` (added last, with `-log rho(X_K)`).
+    pub fn boundary_cost(
+        self,
+        sde: &Sde,
+        prior: &Prior<'_>,
+        x0: Option<&[f32]>,
+        xk: Option<&[f32]>,
+    ) -> f64 {
+        let mut r = 0.0;
+        if let Some(x) = x0 {
+            let d = x.len();
+            r += match self {
+                Scheme::VpEuler | Scheme::VpFlow => prior.log_density_f64(x),
+                Scheme::VpExponential => {
+                    prior.log_density_f64(x) - Prior::standard(d).log_density_f64(x)
+                }
+                Scheme::PisEuler => 0.0,
+            };
+        }
+        if let Some(x) = xk {
+            let d = x.len();
+            let t_end = sde.t_end() as f64;
+            r += match self {
+                Scheme::VpEuler => -0.5 * d as f64 * sde.integral_beta_bar(0.0, t_end),
+                Scheme::VpExponential => Prior::standard(d).log_density_f64(x),
+                Scheme::PisEuler => {
+                    let nu = libm::sqrt(sde.beta(0.0) * t_end) as f32;
+                    Prior::Isotropic(IsotropicGaussian { d, nu }).log_density_f64(x)
+                }
+                Scheme::VpFlow => 0.0,
+            };
+        }
+        r
+    }
+}
+
 /// `-d/2 log(2 pi var)`: log-normaliser of `N(., var I)` in dimension `d`.
-fn log_norm(d: usize, var: f64) -> f64 {
+pub fn log_norm(d: usize, var: f64) -> f64 {
     -0.5 * d as f64 * libm::log(core::f64::consts::TAU * var)
 }
 
-/// A Gaussian transition `N(., mean, std^2 I)` in coefficient form:
+/// One step as a Gaussian transition `N(., mean, std^2 I)` in coefficient form:
 /// `x_next = decay * x + gain * w + std * xi`, where `w` is the control (or
 /// `v`) and, for Euler–Maruyama, `decay = 1 + 1/2 beta_bar h`, `gain = sigma_bar h`.
-/// The same `f32` coefficients drive the state and enter the densities.
+/// The same `f32` coefficients drive the state and enter the densities; the
+/// trainer's rollouts use them too.
 #[derive(Clone, Copy, Debug)]
-struct Step {
-    h: f64,
-    decay: f32,
-    gain: f32,
-    std: f32,
+pub struct Step {
+    pub h: f64,
+    pub decay: f32,
+    pub gain: f32,
+    pub std: f32,
     /// `sigma_bar(t_k)`, used by the exponential integrator's `v = u + sigma_bar x`.
-    sigma_bar: f32,
+    pub sigma_bar: f32,
     /// Backward kernel `q_k(x_k | x_{k+1}) = N(q_decay x_{k+1}, q_var)`; `q_var = 0` means none.
-    q_decay: f64,
-    q_var: f64,
+    pub q_decay: f64,
+    pub q_var: f64,
 }
 
 impl Step {
-    fn new(sde: &Sde, scheme: Scheme, t0: f32, t1: f32) -> Self {
+    /// Coefficients of the step from `t0` to `t1`.
+    pub fn new(sde: &Sde, scheme: Scheme, t0: f32, t1: f32) -> Self {
         let (t0d, t1d) = (t0 as f64, t1 as f64);
         let h = t1d - t0d;
         let beta = sde.beta_bar(t0d);
@@ -214,17 +280,7 @@ impl<C: Control, T: Target> Sampler<'_, C, T> {
     }
 
     fn scheme(&self) -> Result<Scheme, SampleError> {
-        Ok(match (self.sde, self.integrator) {
-            (Sde::Vp { .. }, Integrator::EulerMaruyama) => Scheme::VpEuler,
-            (Sde::Vp { .. }, Integrator::Exponential) => Scheme::VpExponential,
-            (Sde::Vp { .. }, Integrator::ProbabilityFlow) => Scheme::VpFlow,
-            (Sde::Pis { .. }, Integrator::ProbabilityFlow) => {
-                return Err(SampleError::Unsupported(
-                    "the probability-flow ODE needs a VP SDE (PIS has no such form here)",
-                ))
-            }
-            (Sde::Pis { .. }, _) => Scheme::PisEuler,
-        })
+        Scheme::new(&self.sde, self.integrator)
     }
 
     /// Whether paths carry a cost with this configuration.
@@ -263,13 +319,8 @@ impl<C: Control, T: Target> Sampler<'_, C, T> {
             fill_normals(&mut path.rng, x);
             self.prior.transform_normals(x);
             if with_cost {
-                let log_p0 = self.prior.log_density_f64(x);
-                path.cost.r_disc = log_p0;
-                path.cost.r = match scheme {
-                    // Exponential form of R: log p0(X_0) - log N(X_0; 0, I) + ... (MATH.md §4, §6).
-                    Scheme::VpExponential => log_p0 - Prior::standard(d).log_density_f64(x),
-                    _ => log_p0,
-                };
+                path.cost.r_disc = self.prior.log_density_f64(x);
+                path.cost.r = scheme.boundary_cost(&self.sde, &self.prior, Some(x), None);
             }
         }
 
@@ -360,7 +411,7 @@ impl<C: Control, T: Target> Sampler<'_, C, T> {
 
 /// One step `x <- decay x + gain w + std xi` and its contribution to the costs:
 /// `r += 1/2 |w|^2 h + sqrt(h) w . xi` and `r_disc += log p_k(x'|x) - log q_k(x|x')`.
-fn advance(step: &Step, x: &mut [f32], w: &[f32], xi: &[f32], cost: Option<&mut PathCost>) {
+pub fn advance(step: &Step, x: &mut [f32], w: &[f32], xi: &[f32], cost: Option<&mut PathCost>) {
     let Some(cost) = cost else {
         for ((xj, &wj), &xij) in x.iter_mut().zip(w).zip(xi) {
             *xj = step.decay * *xj + step.gain * wj + step.std * xij;
