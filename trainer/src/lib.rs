@@ -2,6 +2,7 @@
 //! and data-parallel gradient evaluation.
 
 pub mod autodiff;
+pub mod eval;
 pub mod network;
 pub mod optim;
 pub mod parallel;
