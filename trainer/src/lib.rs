@@ -3,6 +3,8 @@
 
 pub mod autodiff;
 pub mod eval;
+pub mod losses;
 pub mod network;
 pub mod optim;
 pub mod parallel;
+pub mod train;

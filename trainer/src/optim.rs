@@ -46,6 +46,18 @@ impl Adam {
         }
     }
 
+    /// The first and second moment estimates (for checkpoints).
+    pub fn moments(&self) -> (&[Vec<f32>], &[Vec<f32>]) {
+        (&self.m, &self.v)
+    }
+
+    /// Restores moments and step count saved by [`Adam::moments`].
+    pub fn restore_moments(&mut self, m: Vec<Vec<f32>>, v: Vec<Vec<f32>>, t: u64) {
+        self.m = m;
+        self.v = v;
+        self.t = t;
+    }
+
     /// One step with learning rate `lr` using `params.grads`:
     ///     m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2,
     ///     p <- p (1 - lr wd) - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).

@@ -1,0 +1,500 @@
+//! Training losses of MATH.md §4 (DIS) and §6 (PIS, DDS): simulated rollouts
+//! of the generative SDE whose path costs are differentiated with the tape.
+//!
+//! Both losses share one rollout. The state update and the path costs are
+//! the runtime's own ([`Step`], [`advance`], [`Scheme::boundary_cost`]), so a
+//! training path and a device path follow the same arithmetic apart from the
+//! network evaluation (batched here).
+//!
+//! * **Log-variance** (default): the SDE is driven by the detached control
+//!   `w_bar`, and `R(w)` is the cost of that fixed path under control `w`. Its
+//!   value at `w = w_bar` is the ordinary cost; its derivative there is
+//!   `dR/dw_k = c_k xi_k` with `c_k = sqrt(h)` for the continuous form
+//!   (from `w.(w_bar - w/2) h + sqrt(h) w.xi`) and `c_k = gain / std` for the
+//!   discrete form (from `log p_k(X_{k+1} | X_k; w)`). So the tape holds only
+//!   `sum_k w_k . (c_k xi_k)` plus a constant offset carrying the exact value;
+//!   the loss is the batch variance of `R`. No backpropagation through states.
+//! * **KL**: states are reparametrised functions of the parameters and
+//!   everything is on the tape: `mean R` without the Itô term (continuous) or
+//!   the `q_k` terms and `-log rho(X_K)` (discrete; `log p_k` is then a
+//!   constant). The target score inside the network is a constant
+//!   (stop-gradient), `log rho(X_K)` enters with its score as Jacobian.
+//!
+//! `w` is the control `u`, or `v = u + sigma_bar x` for the exponential
+//! integrator (MATH.md §4). Losses are divided by `d`.
+
+use std::ops::Range;
+
+use diffctl_runtime::integrate::{advance, PathCost, Scheme, Step};
+use diffctl_runtime::normal::{fill_normals, stream, PathRng};
+use diffctl_runtime::prelude::*;
+use diffctl_runtime::target::Builtin;
+use serde::{Deserialize, Serialize};
+
+use crate::autodiff::{Graph, Mode, Params, Var};
+use crate::eval::CostForm;
+use crate::network::{Network, ScoreTerm};
+
+/// Training objective.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loss {
+    /// Variance of the path cost over the batch (Richter & Berner, ICLR 2024).
+    #[default]
+    LogVariance,
+    /// Mean path cost, differentiated through the trajectory (the DIS paper).
+    Kl,
+}
+
+/// Everything a rollout needs besides the parameters.
+#[derive(Clone, Debug)]
+pub struct Rollout {
+    pub net: Network,
+    pub header: Header,
+    pub target: Builtin,
+    pub loss: Loss,
+    pub cost: CostForm,
+}
+
+/// Per-sample outputs of a rollout over one shard.
+pub struct ShardOutput {
+    /// `[n, 1]` on the tape: the path cost (log-variance) or its
+    /// differentiable part (KL).
+    pub r: Var,
+    /// Exact path costs (f64, runtime arithmetic) of the shard's paths.
+    pub costs: Vec<PathCost>,
+}
+
+impl Rollout {
+    fn d(&self) -> usize {
+        self.header.shape.d as usize
+    }
+
+    fn scheme(&self) -> Scheme {
+        Scheme::new(&self.header.sde, self.header.integrator).expect("validated configuration")
+    }
+
+    /// Standard normals of the paths `range` at one draw (`X_0` or a step).
+    fn normals(rngs: &mut [PathRng], d: usize) -> Vec<f32> {
+        let mut xi = vec![0.0f32; rngs.len() * d];
+        for (row, rng) in xi.chunks_exact_mut(d).zip(rngs.iter_mut()) {
+            fill_normals(rng, row);
+        }
+        xi
+    }
+
+    /// The target score at every row of `x`, as a constant `[n, d]`.
+    fn target_score<M: Mode>(&self, g: &mut Graph<M>, x: &[f32]) -> Var {
+        let d = self.d();
+        let mut s = vec![0.0f32; x.len()];
+        for (xr, sr) in x.chunks_exact(d).zip(s.chunks_exact_mut(d)) {
+            self.target.score(xr, sr);
+        }
+        g.constant_from(x.len() / d, d, &s)
+    }
+
+    /// `w(x, t)`: the network's control (plus the DDS offset) and, for the
+    /// exponential integrator, `+ sigma_bar x`.
+    fn control<M: Mode>(
+        &self,
+        g: &mut Graph<M>,
+        bound: &crate::network::BoundNetwork,
+        te: &crate::network::TimeEmbedding,
+        x: Var,
+        x_val: &[f32],
+        t: f32,
+        step: &Step,
+    ) -> Var {
+        let sde = self.header.sde;
+        let score = self.header.shape.score_term.then(|| ScoreTerm {
+            sigma_bar: sde.sigma_bar(t as f64) as f32,
+            lambda: t / sde.t_end(),
+            nu: prior_nu(&self.header),
+            target_score: self.target_score(g, x_val),
+        });
+        let mut w = self.net.control(g, bound, te, x, score.as_ref());
+        let mut offset = 0.0f32;
+        if self.header.sampler == SamplerKind::Dds {
+            offset -= sde.sigma_bar(t as f64) as f32;
+        }
+        if self.scheme().uses_v() {
+            offset += step.sigma_bar;
+        }
+        if offset != 0.0 {
+            let sx = g.scale(x, offset);
+            w = g.add(w, sx);
+        }
+        w
+    }
+
+    /// Simulates the paths `range` of the batch drawn under `seed` and returns
+    /// their per-sample cost on the tape (see the module docs).
+    pub fn run<M: Mode>(
+        &self,
+        g: &mut Graph<M>,
+        params: &Params,
+        seed: u64,
+        range: Range<usize>,
+    ) -> ShardOutput {
+        match self.loss {
+            Loss::LogVariance => self.run_log_variance(g, params, seed, range),
+            Loss::Kl => self.run_kl(g, params, seed, range),
+        }
+    }
+
+    fn start(&self, seed: u64, range: &Range<usize>) -> (Vec<PathRng>, Vec<f32>, Vec<PathCost>) {
+        let (d, n) = (self.d(), range.len());
+        let scheme = self.scheme();
+        let prior = self.header.prior();
+        let mut rngs: Vec<PathRng> = range.clone().map(|i| stream(seed, i as u64)).collect();
+        let mut costs = vec![PathCost::default(); n];
+        let x = if scheme.starts_from_prior() {
+            let mut x = Self::normals(&mut rngs, d);
+            for (row, c) in x.chunks_exact_mut(d).zip(costs.iter_mut()) {
+                prior.transform_normals(row);
+                c.r_disc = prior.log_density_f64(row);
+                c.r = scheme.boundary_cost(&self.header.sde, &prior, Some(row), None);
+            }
+            x
+        } else {
+            vec![0.0; n * d]
+        };
+        (rngs, x, costs)
+    }
+
+    /// Adds `-log rho(X_K)` and the terminal boundary terms to the exact costs.
+    fn finish(&self, x: &[f32], costs: &mut [PathCost]) {
+        let scheme = self.scheme();
+        let prior = self.header.prior();
+        for (row, c) in x.chunks_exact(self.d()).zip(costs.iter_mut()) {
+            let log_rho = self.target.log_density(row) as f64;
+            c.r_disc -= log_rho;
+            c.r += scheme.boundary_cost(&self.header.sde, &prior, None, Some(row)) - log_rho;
+        }
+    }
+
+    fn grid(&self) -> impl Iterator<Item = (f32, f32)> + '_ {
+        let (steps, t_end) = (self.header.steps as usize, self.header.sde.t_end());
+        (0..steps).map(move |k| {
+            (
+                self.header.grid.time(k, steps, t_end) as f32,
+                self.header.grid.time(k + 1, steps, t_end) as f32,
+            )
+        })
+    }
+
+    fn run_log_variance<M: Mode>(
+        &self,
+        g: &mut Graph<M>,
+        params: &Params,
+        seed: u64,
+        range: Range<usize>,
+    ) -> ShardOutput {
+        let (d, n) = (self.d(), range.len());
+        let scheme = self.scheme();
+        let (mut rngs, mut x, mut costs) = self.start(seed, &range);
+        let bound = self.net.bind(g, params);
+        let mut linear: Option<Var> = None;
+        for (t0, t1) in self.grid() {
+            let step = Step::new(&self.header.sde, scheme, t0, t1);
+            let te = self.net.time_embedding(g, &bound, t0);
+            let xv = g.constant_from(n, d, &x);
+            let w = self.control(g, &bound, &te, xv, &x, t0, &step);
+            let w_bar = g.value(w).data.clone();
+            let xi = Self::normals(&mut rngs, d);
+            // dR/dw at w = w_bar (module docs).
+            let c = match self.cost {
+                CostForm::Continuous => step.h.sqrt() as f32,
+                CostForm::Discrete => step.gain / step.std,
+            };
+            let seed_k: Vec<f32> = xi.iter().map(|v| c * v).collect();
+            let seed_k = g.constant_from(n, d, &seed_k);
+            let term = g.mul(w, seed_k);
+            let term = g.sum_cols(term);
+            linear = Some(match linear {
+                Some(acc) => g.add(acc, term),
+                None => term,
+            });
+            for (((xr, wr), xir), cost) in x
+                .chunks_exact_mut(d)
+                .zip(w_bar.chunks_exact(d))
+                .zip(xi.chunks_exact(d))
+                .zip(costs.iter_mut())
+            {
+                advance(&step, xr, wr, xir, Some(cost));
+            }
+        }
+        self.finish(&x, &mut costs);
+        let linear = linear.expect("at least one step");
+        // Constant offset so that the tape's value is the exact cost.
+        let lin_val = g.value(linear).data.clone();
+        let offset: Vec<f32> = costs
+            .iter()
+            .zip(&lin_val)
+            .map(|(c, &l)| (self.cost.of(c) - l as f64) as f32)
+            .collect();
+        let offset = g.constant_from(n, 1, &offset);
+        let r = g.add(linear, offset);
+        ShardOutput { r, costs }
+    }
+
+    fn run_kl<M: Mode>(
+        &self,
+        g: &mut Graph<M>,
+        params: &Params,
+        seed: u64,
+        range: Range<usize>,
+    ) -> ShardOutput {
+        let (d, n) = (self.d(), range.len());
+        let scheme = self.scheme();
+        let sde = self.header.sde;
+        let (mut rngs, x0, mut costs) = self.start(seed, &range);
+        let bound = self.net.bind(g, params);
+        let mut x_val = x0.clone();
+        let mut x = g.constant_from(n, d, &x0);
+        let mut terms: Vec<Var> = Vec::new();
+        for (t0, t1) in self.grid() {
+            let step = Step::new(&sde, scheme, t0, t1);
+            let te = self.net.time_embedding(g, &bound, t0);
+            let w = self.control(g, &bound, &te, x, &x_val, t0, &step);
+            let w_val = g.value(w).data.clone();
+            let xi = Self::normals(&mut rngs, d);
+            // Reparametrised step on the tape.
+            let a = g.scale(x, step.decay);
+            let b = g.scale(w, step.gain);
+            let noise: Vec<f32> = xi.iter().map(|v| step.std * v).collect();
+            let noise = g.constant_from(n, d, &noise);
+            let ab = g.add(a, b);
+            let x_next = g.add(ab, noise);
+            match self.cost {
+                CostForm::Continuous => {
+                    // 1/2 |w|^2 h (the Ito term has mean zero and is left out).
+                    let sq = g.square(w);
+                    let sq = g.sum_cols(sq);
+                    terms.push(g.scale(sq, 0.5 * step.h as f32));
+                }
+                CostForm::Discrete if step.q_var > 0.0 => {
+                    // -log q_k(X_k | X_{k+1}) up to a constant.
+                    let back = g.scale(x_next, step.q_decay as f32);
+                    let res = g.sub(x, back);
+                    let sq = g.square(res);
+                    let sq = g.sum_cols(sq);
+                    terms.push(g.scale(sq, (0.5 / step.q_var) as f32));
+                }
+                CostForm::Discrete => {}
+            }
+            for (((xr, wr), xir), cost) in x_val
+                .chunks_exact_mut(d)
+                .zip(w_val.chunks_exact(d))
+                .zip(xi.chunks_exact(d))
+                .zip(costs.iter_mut())
+            {
+                advance(&step, xr, wr, xir, Some(cost));
+            }
+            x = x_next;
+        }
+        // The tape's x and the runtime arithmetic's x agree to rounding; the
+        // exact costs use the latter, the gradient the former.
+        let x_tape = g.value(x).data.clone();
+        self.finish(&x_val, &mut costs);
+        // -log rho(X_K), with the target score as Jacobian.
+        let mut log_rho = vec![0.0f32; n];
+        let mut score = vec![0.0f32; n * d];
+        for ((row, lr), sr) in x_tape
+            .chunks_exact(d)
+            .zip(log_rho.iter_mut())
+            .zip(score.chunks_exact_mut(d))
+        {
+            *lr = self.target.log_density(row);
+            self.target.score(row, sr);
+        }
+        let lr = g.rowwise_external(x, &log_rho, &score);
+        let mut r = g.neg(lr);
+        if scheme == Scheme::VpExponential && self.cost == CostForm::Continuous {
+            // + log N(X_K; 0, I) = -|X_K|^2 / 2 + const.
+            let sq = g.square(x);
+            let sq = g.sum_cols(sq);
+            let sq = g.scale(sq, -0.5);
+            r = g.add(r, sq);
+        }
+        if scheme == Scheme::PisEuler && self.cost == CostForm::Continuous {
+            // + log N(X_K; 0, sigma^2 T I) = -|X_K|^2 / (2 sigma^2 T) + const.
+            let var = sde.beta(0.0) * sde.t_end() as f64;
+            let sq = g.square(x);
+            let sq = g.sum_cols(sq);
+            let sq = g.scale(sq, (-0.5 / var) as f32);
+            r = g.add(r, sq);
+        }
+        for t in terms {
+            r = g.add(r, t);
+        }
+        ShardOutput { r, costs }
+    }
+}
+
+/// The `nu` of the score term's prior end: the header's prior.
+fn prior_nu(header: &Header) -> f32 {
+    match header.prior() {
+        Prior::Isotropic(g) => g.nu,
+        Prior::Diag(_) => 1.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autodiff::{Eval, Grads, Tape};
+    use diffctl_runtime::network::NetworkShape;
+
+    fn rollout(
+        loss: Loss,
+        cost: CostForm,
+        integrator: Integrator,
+        sampler: SamplerKind,
+        sde: Sde,
+        score_term: bool,
+    ) -> (Rollout, Params) {
+        let shape = NetworkShape {
+            d: 2,
+            channels: 8,
+            layers: 3,
+            score_term,
+        };
+        let mut params = Params::new();
+        let net = Network::register(shape, &mut params, &mut stream(5, 5));
+        // Nonzero output layer and score weights, so every parameter matters.
+        let mut rng = stream(6, 6);
+        for t in &mut params.values {
+            for v in &mut t.data {
+                let mut z = [0.0f32];
+                fill_normals(&mut rng, &mut z);
+                *v += 0.2 * z[0];
+            }
+        }
+        let header = Header {
+            sampler,
+            shape,
+            sde,
+            grid: TimeGrid::Uniform,
+            steps: 10,
+            integrator,
+            prior_nu: 1.0,
+            target: Some(TargetSpec::Gmm),
+            dtype: Dtype::F32,
+        };
+        let r = Rollout {
+            net,
+            header,
+            target: TargetSpec::Gmm.build(),
+            loss,
+            cost,
+        };
+        (r, params)
+    }
+
+    /// Mean of the KL rollout's per-sample values: a deterministic function
+    /// of the parameters (reparametrisation), so central differences apply.
+    fn kl_value(r: &Rollout, params: &Params) -> f64 {
+        let mut g = Eval::new();
+        let out = r.run(&mut g, params, 3, 0..16);
+        g.value(out.r).data.iter().map(|&v| v as f64).sum::<f64>() / 16.0
+    }
+
+    /// Tape gradient of the KL loss against central differences in every
+    /// parameter tensor (a sample of entries each), for every cost form and
+    /// scheme. Without the score term: with it, the loss's gradient treats the
+    /// target score inside the network as a constant (MATH.md §4), which
+    /// finite differences cannot.
+    #[test]
+    fn kl_gradient_matches_finite_differences() {
+        let pis = Sde::pis_reference();
+        let vp = Sde::default();
+        for (cost, integrator, sampler, sde) in [
+            (
+                CostForm::Continuous,
+                Integrator::EulerMaruyama,
+                SamplerKind::Dis,
+                vp,
+            ),
+            (
+                CostForm::Discrete,
+                Integrator::EulerMaruyama,
+                SamplerKind::Dis,
+                vp,
+            ),
+            (
+                CostForm::Continuous,
+                Integrator::Exponential,
+                SamplerKind::Dds,
+                vp,
+            ),
+            (
+                CostForm::Discrete,
+                Integrator::Exponential,
+                SamplerKind::Dds,
+                vp,
+            ),
+            (
+                CostForm::Continuous,
+                Integrator::EulerMaruyama,
+                SamplerKind::Pis,
+                pis,
+            ),
+            (
+                CostForm::Discrete,
+                Integrator::EulerMaruyama,
+                SamplerKind::Pis,
+                pis,
+            ),
+        ] {
+            let (r, mut params) = rollout(Loss::Kl, cost, integrator, sampler, sde, false);
+            let mut tape = Tape::new();
+            let out = r.run(&mut tape, &params, 3, 0..16);
+            let s = tape.sum(out.r);
+            let loss = tape.scale(s, 1.0 / 16.0);
+            let mut grads = Grads::zeros_like(&params);
+            tape.backward(loss, &mut grads);
+            for id in 0..params.values.len() {
+                let n = params.values[id].data.len();
+                for j in (0..n).step_by(n.div_ceil(4)) {
+                    let orig = params.values[id].data[j];
+                    let h = 1e-2f32;
+                    params.values[id].data[j] = orig + h;
+                    let up = kl_value(&r, &params);
+                    params.values[id].data[j] = orig - h;
+                    let down = kl_value(&r, &params);
+                    params.values[id].data[j] = orig;
+                    let fd = (up - down) / (2.0 * h as f64);
+                    let got = grads.tensors[id].data[j] as f64;
+                    let tol = 2e-2 * got.abs().max(fd.abs()) + 2e-3 * (1.0 + up.abs() / 10.0);
+                    assert!(
+                        (fd - got).abs() < tol,
+                        "{cost:?} {integrator:?} {sampler:?}: param {} [{j}]: tape {got} vs fd {fd}",
+                        params.names()[id]
+                    );
+                }
+            }
+        }
+    }
+
+    /// The log-variance rollout's tape value is the exact runtime cost, and
+    /// the Eval and Tape modes agree.
+    #[test]
+    fn log_variance_value_is_the_runtime_cost() {
+        for cost in [CostForm::Discrete, CostForm::Continuous] {
+            let (r, params) = rollout(
+                Loss::LogVariance,
+                cost,
+                Integrator::EulerMaruyama,
+                SamplerKind::Dis,
+                Sde::default(),
+                true,
+            );
+            let mut tape = Tape::new();
+            let out = r.run(&mut tape, &params, 3, 0..16);
+            for (v, c) in tape.value(out.r).data.iter().zip(&out.costs) {
+                assert!((*v as f64 - cost.of(c)).abs() < 1e-4 * (1.0 + cost.of(c).abs()));
+            }
+        }
+    }
+}

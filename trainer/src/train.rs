@@ -1,0 +1,544 @@
+//! The training loop: rollouts, Adam, EMA, periodic evaluation through the
+//! runtime, atomic checkpoints and bit-identical resumption.
+//!
+//! Determinism: iteration `k` draws its paths from the runtime's streams under
+//! a seed derived from `(seed, k)` alone, the batch is split over a fixed
+//! number of threads and gradients are reduced in thread order. A fixed seed
+//! and thread count therefore give bit-identical weights, and a run resumed
+//! from a checkpoint continues exactly as the uninterrupted run would.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use diffctl_runtime::normal::stream;
+use diffctl_runtime::prelude::*;
+use diffctl_runtime::weights::{crc32, encode};
+use rand_core::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::autodiff::Params;
+use crate::eval::{self, CostForm, EvalReport, SampleOptions, Samples};
+pub use crate::losses::Loss;
+use crate::losses::Rollout;
+use crate::network::Network;
+use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema, LrSchedule};
+use crate::parallel::DataParallel;
+
+/// Everything that determines a training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub sampler: SamplerKind,
+    pub target: TargetSpec,
+    pub loss: Loss,
+    /// Path cost used by the log-variance loss and by the evaluations.
+    pub cost: CostForm,
+    pub batch: usize,
+    /// Steps `K` of the time grid.
+    pub steps: usize,
+    pub grid: TimeGrid,
+    pub integrator: Integrator,
+    pub iterations: usize,
+    /// Initial learning rate, decayed by a cosine to `lr_final`.
+    pub lr: f32,
+    pub lr_final: f32,
+    /// Global gradient-norm clip.
+    pub clip: f32,
+    /// Decay of the exponential moving average of the parameters (the
+    /// evaluated and exported weights).
+    pub ema_decay: f32,
+    pub channels: u32,
+    pub layers: u32,
+    pub score_term: bool,
+    pub prior_nu: f32,
+    pub sde: Sde,
+    pub seed: u64,
+    pub threads: usize,
+    /// Evaluate every this many iterations (0: only at the end).
+    pub eval_every: usize,
+    /// Paths of each evaluation (periodic ones use at most 4096).
+    pub eval_samples: usize,
+    /// Write a checkpoint every this many iterations (0: only at the end).
+    pub checkpoint_every: usize,
+    /// Storage type of the exported weights.
+    pub dtype: Dtype,
+}
+
+impl Default for TrainConfig {
+    /// The reference setup: DIS, log-variance loss, `gmm`, batch 512, K = 100.
+    fn default() -> Self {
+        Self {
+            sampler: SamplerKind::Dis,
+            target: TargetSpec::Gmm,
+            loss: Loss::LogVariance,
+            cost: CostForm::Discrete,
+            batch: 512,
+            steps: 100,
+            grid: TimeGrid::Uniform,
+            integrator: Integrator::EulerMaruyama,
+            iterations: 2000,
+            lr: 5e-3,
+            lr_final: 1e-4,
+            clip: 1.0,
+            ema_decay: 0.99,
+            channels: 64,
+            layers: 4,
+            score_term: true,
+            prior_nu: 1.0,
+            sde: Sde::default(),
+            seed: 0,
+            threads: eval::default_threads(),
+            eval_every: 100,
+            eval_samples: 10_000,
+            checkpoint_every: 200,
+            dtype: Dtype::F32,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The weights-file header of models trained with this configuration.
+    pub fn header(&self) -> Header {
+        Header {
+            sampler: self.sampler,
+            shape: NetworkShape {
+                d: self.target.dim() as u32,
+                channels: self.channels,
+                layers: self.layers,
+                score_term: self.score_term,
+            },
+            sde: self.sde,
+            grid: self.grid,
+            steps: self.steps as u32,
+            integrator: self.integrator,
+            prior_nu: self.prior_nu,
+            target: Some(self.target),
+            dtype: self.dtype,
+        }
+    }
+
+    /// Checks every setting; the message names the bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        self.target.validate().map_err(|e| format!("target: {e}"))?;
+        let positive = [
+            ("batch", self.batch),
+            ("steps", self.steps),
+            ("iterations", self.iterations),
+            ("threads", self.threads),
+            ("eval_samples", self.eval_samples),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.batch < 2 {
+            return Err("batch must be at least 2 (the log-variance loss needs a spread)".into());
+        }
+        for (name, v) in [
+            ("lr", self.lr),
+            ("lr_final", self.lr_final),
+            ("clip", self.clip),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} must be finite and positive, got {v}"));
+            }
+        }
+        if !(self.ema_decay.is_finite() && (0.0..1.0).contains(&self.ema_decay)) {
+            return Err(format!(
+                "ema_decay must be in [0, 1), got {}",
+                self.ema_decay
+            ));
+        }
+        if self.sampler == SamplerKind::Dsm {
+            return Err(
+                "DSM models are fitted to data with `diffctl fit`, not trained on a target".into(),
+            );
+        }
+        self.header().validate().map_err(|e| e.to_string())?;
+        Scheme::new(&self.sde, self.integrator).map_err(|e| e.to_string())?;
+        if self.integrator == Integrator::ProbabilityFlow {
+            return Err("training needs a stochastic integrator (em or exp)".into());
+        }
+        Ok(())
+    }
+}
+
+use diffctl_runtime::integrate::Scheme;
+
+/// Where to checkpoint, whether to resume, and a stop flag (Ctrl-C).
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions<'a> {
+    pub checkpoint: Option<PathBuf>,
+    pub resume: bool,
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// Reported after every iteration.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Iterations done so far.
+    pub iteration: usize,
+    pub iterations: usize,
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub lr: f32,
+    pub last_eval: Option<EvalReport>,
+    pub elapsed: Duration,
+}
+
+/// What a finished (or interrupted) run produced.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    pub header: Header,
+    /// The exported (EMA) parameters, as stored in `weights` (dtype-rounded).
+    pub params: Vec<f32>,
+    /// The encoded weights file.
+    pub weights: Vec<u8>,
+    /// Final evaluation through the runtime: `eval_samples` paths, seed `seed`,
+    /// indices from 0, the header's step count and integrator.
+    pub report: EvalReport,
+    pub samples: Samples,
+    pub iterations: usize,
+    pub seconds: f64,
+    pub interrupted: bool,
+}
+
+/// Why training stopped without a model. `Display` is one line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainError {
+    Config(String),
+    Diverged {
+        iteration: usize,
+        what: String,
+        checkpoint: Option<PathBuf>,
+    },
+    Io(String),
+}
+
+impl fmt::Display for TrainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrainError::Config(e) => write!(f, "invalid configuration: {e}"),
+            TrainError::Diverged {
+                iteration,
+                what,
+                checkpoint,
+            } => {
+                write!(f, "training diverged at iteration {iteration}: {what}")?;
+                match checkpoint {
+                    Some(p) => write!(f, "; the last good checkpoint is {}", p.display()),
+                    None => write!(f, "; no checkpoint was written"),
+                }
+            }
+            TrainError::Io(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same
+/// directory, flushed to disk, then renamed over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
+}
+
+/// The full training state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    config: TrainConfig,
+    /// Iterations completed.
+    iteration: usize,
+    params: Vec<Vec<f32>>,
+    ema: Vec<Vec<f32>>,
+    adam_m: Vec<Vec<f32>>,
+    adam_v: Vec<Vec<f32>>,
+    adam_t: u64,
+    seconds: f64,
+}
+
+const CHECKPOINT_MAGIC: &[u8; 8] = b"dfcckpt1";
+
+impl Checkpoint {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = CHECKPOINT_MAGIC.to_vec();
+        out.extend(postcard::to_allocvec(self).expect("checkpoint serialises"));
+        let crc = crc32(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < 12 || &bytes[..8] != CHECKPOINT_MAGIC {
+            return Err("not a diffctl checkpoint".into());
+        }
+        let (body, tail) = bytes.split_at(bytes.len() - 4);
+        if crc32(body) != u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) {
+            return Err("checkpoint is corrupt (checksum mismatch)".into());
+        }
+        postcard::from_bytes(&body[8..]).map_err(|e| format!("checkpoint does not parse: {e}"))
+    }
+}
+
+/// Seed of iteration `k`'s paths: a function of `(seed, k)` only.
+fn iteration_seed(seed: u64, k: usize) -> u64 {
+    stream(seed, u64::MAX - k as u64).next_u64()
+}
+
+/// The training state between iterations.
+struct State {
+    params: Params,
+    ema: Ema,
+    adam: Adam,
+    iteration: usize,
+    seconds: f64,
+}
+
+impl State {
+    fn new(cfg: &TrainConfig, net_shape: NetworkShape) -> (Network, Self) {
+        let mut params = Params::new();
+        let mut rng = stream(cfg.seed, u64::MAX / 2);
+        let net = Network::register(net_shape, &mut params, &mut rng);
+        let ema = Ema::new(&params, cfg.ema_decay);
+        let adam = Adam::new(&params, AdamConfig::default());
+        (
+            net,
+            State {
+                params,
+                ema,
+                adam,
+                iteration: 0,
+                seconds: 0.0,
+            },
+        )
+    }
+
+    fn checkpoint(&self, cfg: &TrainConfig) -> Checkpoint {
+        let (m, v) = self.adam.moments();
+        Checkpoint {
+            config: cfg.clone(),
+            iteration: self.iteration,
+            params: self.params.values.iter().map(|t| t.data.clone()).collect(),
+            ema: self.ema.shadow.iter().map(|t| t.data.clone()).collect(),
+            adam_m: m.to_vec(),
+            adam_v: v.to_vec(),
+            adam_t: self.adam.t,
+            seconds: self.seconds,
+        }
+    }
+
+    fn restore(&mut self, c: Checkpoint) -> Result<(), String> {
+        let shapes_match = |vs: &[Vec<f32>]| {
+            vs.len() == self.params.values.len()
+                && vs
+                    .iter()
+                    .zip(&self.params.values)
+                    .all(|(v, t)| v.len() == t.len())
+        };
+        if ![&c.params, &c.ema, &c.adam_m, &c.adam_v]
+            .iter()
+            .all(|v| shapes_match(v))
+        {
+            return Err("checkpoint tensors do not match the network".into());
+        }
+        for (t, v) in self.params.values.iter_mut().zip(c.params) {
+            t.data = v;
+        }
+        for (t, v) in self.ema.shadow.iter_mut().zip(c.ema) {
+            t.data = v;
+        }
+        self.adam.restore_moments(c.adam_m, c.adam_v, c.adam_t);
+        self.iteration = c.iteration;
+        self.seconds = c.seconds;
+        Ok(())
+    }
+
+    fn ema_flat(&self) -> Vec<f32> {
+        self.ema
+            .shadow
+            .iter()
+            .flat_map(|t| t.data.iter().copied())
+            .collect()
+    }
+}
+
+fn save(path: &Option<PathBuf>, state: &State, cfg: &TrainConfig) -> Result<(), TrainError> {
+    if let Some(p) = path {
+        write_atomic(p, &state.checkpoint(cfg).to_bytes())
+            .map_err(|e| TrainError::Io(format!("cannot write checkpoint {}: {e}", p.display())))?;
+    }
+    Ok(())
+}
+
+/// Trains a control network as `cfg` says; see the module docs.
+pub fn train(
+    cfg: &TrainConfig,
+    run: &RunOptions,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<TrainOutcome, TrainError> {
+    cfg.validate().map_err(TrainError::Config)?;
+    let header = cfg.header();
+    let (net, mut state) = State::new(cfg, header.shape);
+    if run.resume {
+        let path = run
+            .checkpoint
+            .as_ref()
+            .ok_or_else(|| TrainError::Config("--resume needs a checkpoint path".into()))?;
+        if path.exists() {
+            let bytes = fs::read(path)
+                .map_err(|e| TrainError::Io(format!("cannot read {}: {e}", path.display())))?;
+            let c = Checkpoint::from_bytes(&bytes)
+                .map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
+            if c.config != *cfg {
+                return Err(TrainError::Config(format!(
+                    "checkpoint {} was written with a different configuration",
+                    path.display()
+                )));
+            }
+            state.restore(c).map_err(TrainError::Io)?;
+        }
+    }
+    let rollout = Rollout {
+        net,
+        header,
+        target: cfg.target.build(),
+        loss: cfg.loss,
+        cost: cfg.cost,
+    };
+    let schedule = LrSchedule::Cosine {
+        lr: cfg.lr,
+        min_lr: cfg.lr_final,
+        warmup: 0,
+        total: cfg.iterations as u64,
+    };
+    let mut dp = DataParallel::new(cfg.threads);
+    let d = header.shape.d as f32;
+    let mut last_eval: Option<EvalReport> = None;
+    let mut last_checkpoint: Option<PathBuf> = None;
+    let mut interrupted = false;
+    let started = Instant::now();
+    let seconds_before = state.seconds;
+    while state.iteration < cfg.iterations {
+        if run.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            interrupted = true;
+            break;
+        }
+        let k = state.iteration;
+        let seed = iteration_seed(cfg.seed, k);
+        state.params.zero_grad();
+        let loss = match cfg.loss {
+            Loss::LogVariance => {
+                dp.run_gather(
+                    &mut state.params,
+                    cfg.batch,
+                    |range, tape, p| rollout.run(tape, p, seed, range).r,
+                    |tape, r| {
+                        let v = tape.var_rows(r, 1);
+                        tape.scale(v, 1.0 / d)
+                    },
+                )
+                .0
+            }
+            Loss::Kl => dp.run_sum(&mut state.params, cfg.batch, |range, tape, p| {
+                let r = rollout.run(tape, p, seed, range).r;
+                let s = tape.sum(r);
+                tape.scale(s, 1.0 / (cfg.batch as f32 * d))
+            }),
+        } as f64;
+        let grad_norm = state.params.grads.global_norm();
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            let what = if loss.is_finite() {
+                "non-finite gradient"
+            } else {
+                "non-finite loss"
+            };
+            return Err(TrainError::Diverged {
+                iteration: k,
+                what: what.into(),
+                checkpoint: last_checkpoint,
+            });
+        }
+        clip_grad_norm(&mut state.params.grads, cfg.clip);
+        let lr = schedule.at(k as u64);
+        state.adam.step(&mut state.params, lr);
+        state.ema.update(&state.params);
+        state.iteration += 1;
+        state.seconds = seconds_before + started.elapsed().as_secs_f64();
+
+        if cfg.eval_every > 0
+            && state.iteration % cfg.eval_every == 0
+            && state.iteration < cfg.iterations
+        {
+            let opts = SampleOptions {
+                n: cfg.eval_samples.min(4096),
+                seed: iteration_seed(cfg.seed ^ 0xE7A1, k),
+                threads: cfg.threads,
+                ..SampleOptions::default()
+            };
+            let samples = eval::sample_params(&header, &state.ema_flat(), Some(cfg.target), &opts)
+                .map_err(|e| TrainError::Io(e.to_string()))?;
+            last_eval = Some(eval::report(&samples, Some(cfg.target), cfg.cost));
+        }
+        if cfg.checkpoint_every > 0 && state.iteration % cfg.checkpoint_every == 0 {
+            save(&run.checkpoint, &state, cfg)?;
+            last_checkpoint = run.checkpoint.clone();
+        }
+        on_progress(&Progress {
+            iteration: state.iteration,
+            iterations: cfg.iterations,
+            loss,
+            grad_norm,
+            lr,
+            last_eval: last_eval.clone(),
+            elapsed: Duration::from_secs_f64(state.seconds),
+        });
+    }
+    save(&run.checkpoint, &state, cfg)?;
+    dp.release();
+
+    // Export the EMA weights, then evaluate exactly what the file holds.
+    let weights = encode(&header, &state.ema_flat())
+        .map_err(|e| TrainError::Io(format!("cannot encode weights: {e}")))?;
+    let model = Model::parse(&weights)
+        .map_err(|e| TrainError::Io(format!("exported weights do not decode: {e}")))?;
+    let mut params = vec![0.0f32; header.param_count()];
+    model
+        .params_into(&mut params)
+        .map_err(|e| TrainError::Io(format!("exported weights do not decode: {e}")))?;
+    let opts = SampleOptions {
+        n: cfg.eval_samples,
+        seed: cfg.seed,
+        threads: cfg.threads,
+        ..SampleOptions::default()
+    };
+    let samples = eval::sample_params(&header, &params, Some(cfg.target), &opts)
+        .map_err(|e| TrainError::Io(e.to_string()))?;
+    let report = eval::report(&samples, Some(cfg.target), cfg.cost);
+    Ok(TrainOutcome {
+        header,
+        params,
+        weights,
+        report,
+        samples,
+        iterations: state.iteration,
+        seconds: state.seconds,
+        interrupted,
+    })
+}
