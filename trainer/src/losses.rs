@@ -102,8 +102,7 @@ impl Rollout {
         te: &crate::network::TimeEmbedding,
         x: Var,
         x_val: &[f32],
-        t: f32,
-        step: &Step,
+        (t, step): (f32, &Step),
     ) -> Var {
         let sde = self.header.sde;
         let score = self.header.shape.score_term.then(|| ScoreTerm {
@@ -199,7 +198,7 @@ impl Rollout {
             let step = Step::new(&self.header.sde, scheme, t0, t1);
             let te = self.net.time_embedding(g, &bound, t0);
             let xv = g.constant_from(n, d, &x);
-            let w = self.control(g, &bound, &te, xv, &x, t0, &step);
+            let w = self.control(g, &bound, &te, xv, &x, (t0, &step));
             let w_bar = g.value(w).data.clone();
             let xi = Self::normals(&mut rngs, d);
             // dR/dw at w = w_bar (module docs).
@@ -256,7 +255,7 @@ impl Rollout {
         for (t0, t1) in self.grid() {
             let step = Step::new(&sde, scheme, t0, t1);
             let te = self.net.time_embedding(g, &bound, t0);
-            let w = self.control(g, &bound, &te, x, &x_val, t0, &step);
+            let w = self.control(g, &bound, &te, x, &x_val, (t0, &step));
             let w_val = g.value(w).data.clone();
             let xi = Self::normals(&mut rngs, d);
             // Reparametrised step on the tape.
