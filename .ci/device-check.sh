@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Device check: the same seeds give the same bits on the host, on a Cortex-M4F
+# (QEMU, mps2-an386) and in WASM (Node), for every fixture in
+# examples/fixtures/. See examples/README.md.
+#
+# Runs on a fresh Debian machine as root (installs qemu-system-arm, and Node if
+# missing); expects the Rust targets thumbv7em-none-eabihf and
+# wasm32-unknown-unknown (.ci/run installs them; so does this script when
+# rustup is there). Exits non-zero on any build failure or mismatch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$(pwd)"
+
+# Must match SEEDS, N and FIXTURES in examples/cortex-m/src/main.rs (the
+# firmware has them compiled in; any drift shows up as a mismatch below).
+seeds="0,1,18446744073709551615"
+n=100
+fixtures=(gmm_f32 gmm_f16 dw20_f32 dw20_f16)
+qemu_timeout=300
+
+step() { echo "-- device-check: $*"; }
+die() { echo "device-check: FAILED: $*" >&2; exit 1; }
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+if ! command -v qemu-system-arm >/dev/null; then
+  step "installing qemu-system-arm"
+  apt_install qemu-system-arm
+fi
+if ! command -v node >/dev/null; then
+  step "installing nodejs"
+  apt_install nodejs
+fi
+if command -v rustup >/dev/null; then
+  rustup target add thumbv7em-none-eabihf wasm32-unknown-unknown >/dev/null 2>&1 || true
+fi
+qemu-system-arm -machine help | grep -q '^mps2-an386 ' || die "this QEMU has no mps2-an386 machine"
+
+out="$root/target/device-check"
+rm -rf "$out"
+mkdir -p "$out"
+
+step "building the host example, the firmware and the WASM modules (release)"
+cargo build -q -p diffctl-runtime --release --example hex_samples
+host_bin="$root/target/release/examples/hex_samples"
+(cd examples/cortex-m && cargo build -q --release)
+elf="$root/examples/cortex-m/target/thumbv7em-none-eabihf/release/diffctl-cortex-m"
+(cd examples/wasm && cargo build -q --release)
+wasm="$root/examples/wasm/target/wasm32-unknown-unknown/release/diffctl_wasm.wasm"
+# The same module with 128-bit SIMD: the kernels promise the same bits.
+(cd examples/wasm && RUSTFLAGS="-C target-feature=+simd128" cargo build -q --release --target-dir target/simd128)
+wasm_simd="$root/examples/wasm/target/simd128/wasm32-unknown-unknown/release/diffctl_wasm.wasm"
+
+step "host: ${#fixtures[@]} fixtures x seeds $seeds x $n samples"
+for f in "${fixtures[@]}"; do
+  "$host_bin" "examples/fixtures/$f.dcw" "$seeds" "$n" >"$out/host.$f.txt"
+done
+
+# -icount shift=0: one instruction = 1 ns of virtual time, so the tick counts
+# the firmware prints (SysTick, 25 MHz: 40 instructions a tick) are exact
+# instruction counts, the same on every run. The samples do not depend on it.
+step "Cortex-M4F under QEMU (mps2-an386, semihosting, -icount shift=0)"
+status=0
+timeout "$qemu_timeout" qemu-system-arm -machine mps2-an386 -cpu cortex-m4 \
+  -semihosting-config enable=on,target=native -nographic -icount shift=0 -kernel "$elf" \
+  >"$out/qemu.txt" 2>"$out/qemu.stderr" </dev/null || status=$?
+sed 's/^/   qemu: /' "$out/qemu.stderr"
+[ "$status" = 124 ] && die "QEMU did not finish within ${qemu_timeout}s"
+[ "$status" = 0 ] || die "the firmware exited with status $status (stderr above)"
+# The firmware prints the fixtures one after another: split its output.
+lines_per_fixture=$(( $(tr -cd ',' <<<"$seeds" | wc -c) + 1 ))
+lines_per_fixture=$(( lines_per_fixture * n ))
+i=0
+for f in "${fixtures[@]}"; do
+  sed -n "$(( i * lines_per_fixture + 1 )),$(( (i + 1) * lines_per_fixture ))p" "$out/qemu.txt" >"$out/qemu.$f.txt"
+  i=$(( i + 1 ))
+done
+total=$(wc -l <"$out/qemu.txt")
+[ "$total" = $(( i * lines_per_fixture )) ] \
+  || die "the firmware printed $total lines, expected $(( i * lines_per_fixture ))"
+
+step "WASM under Node $(node --version) (scalar and simd128 builds)"
+for f in "${fixtures[@]}"; do
+  node examples/wasm/run.mjs "$wasm" "examples/fixtures/$f.dcw" "$seeds" "$n" >"$out/wasm.$f.txt"
+  node examples/wasm/run.mjs "$wasm_simd" "examples/fixtures/$f.dcw" "$seeds" "$n" >"$out/wasm-simd128.$f.txt"
+done
+
+# Prints where two outputs first differ: line (seed, index) and coordinate.
+explain() {
+  local a="$1" b="$2"
+  local line
+  line=$(cmp "$a" "$b" 2>/dev/null | sed -n 's/.* line \([0-9]*\).*/\1/p' || true)
+  [ -n "$line" ] || { echo "   (one output is a prefix of the other: $(wc -l <"$a") vs $(wc -l <"$b") lines)"; return; }
+  local la lb
+  la=$(sed -n "${line}p" "$a")
+  lb=$(sed -n "${line}p" "$b")
+  echo "   first difference at line $line:"
+  echo "     host:  $la"
+  echo "     other: $lb"
+  read -r -a fa <<<"$la"
+  read -r -a fb <<<"$lb"
+  local k
+  for (( k = 2; k < ${#fa[@]} || k < ${#fb[@]}; k++ )); do
+    if [ "${fa[$k]:-}" != "${fb[$k]:-}" ]; then
+      echo "     seed ${fa[0]} sample ${fa[1]}: first differing coordinate x_$(( k - 2 ))" \
+        "(${fa[$k]:-missing} vs ${fb[$k]:-missing})"
+      return
+    fi
+  done
+}
+
+step "comparing"
+failed=0
+for f in "${fixtures[@]}"; do
+  host="$out/host.$f.txt"
+  lines=$(wc -l <"$host")
+  [ "$lines" = "$lines_per_fixture" ] || die "host output for $f has $lines lines, expected $lines_per_fixture"
+  # NaN and infinity have no guaranteed bit pattern across targets: a fixture
+  # must not produce them (exponent field all ones).
+  if grep -Eq ' [7f]f[89a-f][0-9a-f]{5}( |$)' "$host"; then
+    die "fixture $f gives non-finite samples on the host; regenerate it (examples/fixtures/README.md)"
+  fi
+  for other in qemu wasm wasm-simd128; do
+    if cmp -s "$host" "$out/$other.$f.txt"; then
+      echo "   $f: $other == host ($lines lines)"
+    else
+      echo "   $f: $other DIFFERS from host"
+      explain "$host" "$out/$other.$f.txt"
+      failed=1
+    fi
+  done
+done
+[ "$failed" = 0 ] || die "device outputs differ from the host's (outputs in $out)"
+echo "device-check: OK: host, Cortex-M4F (QEMU), WASM and WASM simd128 agree bit for bit"
