@@ -1,0 +1,70 @@
+//! Ad-hoc training run for tuning: `cargo run --release -p diffctl-trainer --example explore -- KEY=VALUE ...`
+//! Keys: target, iterations, batch, steps, lr, lr_final, clip, ema, loss (lv|kl), integrator (em|exp), grid, threads, seed, eval_every.
+use diffctl_runtime::prelude::*;
+use diffctl_trainer::train::{train, Loss, RunOptions, TrainConfig};
+
+fn main() {
+    let mut cfg = TrainConfig {
+        eval_every: 250,
+        checkpoint_every: 0,
+        ..TrainConfig::default()
+    };
+    for arg in std::env::args().skip(1) {
+        let (k, v) = arg.split_once('=').expect("KEY=VALUE");
+        match k {
+            "target" => cfg.target = TargetSpec::preset(v).expect("preset"),
+            "iterations" => cfg.iterations = v.parse().unwrap(),
+            "batch" => cfg.batch = v.parse().unwrap(),
+            "steps" => cfg.steps = v.parse().unwrap(),
+            "lr" => cfg.lr = v.parse().unwrap(),
+            "lr_final" => cfg.lr_final = v.parse().unwrap(),
+            "clip" => cfg.clip = v.parse().unwrap(),
+            "ema" => cfg.ema_decay = v.parse().unwrap(),
+            "threads" => cfg.threads = v.parse().unwrap(),
+            "seed" => cfg.seed = v.parse().unwrap(),
+            "eval_every" => cfg.eval_every = v.parse().unwrap(),
+            "loss" => {
+                cfg.loss = if v == "kl" {
+                    Loss::Kl
+                } else {
+                    Loss::LogVariance
+                }
+            }
+            "integrator" => {
+                cfg.integrator = if v == "exp" {
+                    Integrator::Exponential
+                } else {
+                    Integrator::EulerMaruyama
+                }
+            }
+            "grid" => {
+                cfg.grid = match v {
+                    "quadratic" => TimeGrid::Quadratic,
+                    "cosine" => TimeGrid::Cosine,
+                    _ => TimeGrid::Uniform,
+                }
+            }
+            _ => panic!("unknown key {k}"),
+        }
+    }
+    println!("{cfg:?}");
+    let out = train(&cfg, &RunOptions::default(), &mut |p| {
+        if let (Some(e), true) = (&p.last_eval, p.iteration % cfg.eval_every.max(1) == 0) {
+            println!(
+                "it {:5} {:6.1}s loss {:.4} | log Z_is err {:+.4} lb {:+.4} ESS {:.3} worst mode {:.3}",
+                p.iteration,
+                p.elapsed.as_secs_f64(),
+                p.loss,
+                e.log_z_is_error().unwrap_or(f64::NAN),
+                e.log_z_lb_error().unwrap_or(f64::NAN),
+                e.estimates.ess,
+                e.worst_mode_ratio().unwrap_or(f64::NAN)
+            );
+        }
+    })
+    .unwrap();
+    println!(
+        "final after {} its, {:.1}s:\n{}",
+        out.iterations, out.seconds, out.report
+    );
+}
