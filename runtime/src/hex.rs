@@ -10,6 +10,11 @@
 //! digits of `f32::to_bits` (so `-0.0` is `80000000`, distinct from `00000000`);
 //! fields separated by one space; `\n` after the last field.
 //!
+//! The bits are written as they are, NaN included. Only finite samples are
+//! comparable across targets: the sign and payload of a NaN are not portable
+//! (an exploding path gives `7fc00000` in some coordinates on x86_64 where
+//! WASM under V8 gives `ffc00000`), so device checks must use finite fixtures.
+//!
 //! ```
 //! let mut line = String::new();
 //! diffctl_runtime::hex::write_sample_line(&mut line, 42, 7, &[1.0, -0.5]).unwrap();
