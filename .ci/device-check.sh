@@ -46,6 +46,11 @@ out="$root/target/device-check"
 rm -rf "$out"
 mkdir -p "$out"
 
+step "format and lints of the example crates (outside the workspace)"
+for crate in examples/cortex-m examples/wasm; do
+  (cd "$crate" && cargo fmt --check && cargo clippy -q --release -- -D warnings)
+done
+
 step "building the host example, the firmware and the WASM modules (release)"
 cargo build -q -p diffctl-runtime --release --example hex_samples
 host_bin="$root/target/release/examples/hex_samples"
