@@ -1,1 +1,106 @@
-fn main() {}
+//! `diffctl`: train a diffusion-based sampler, ship one weights file, sample
+//! it anywhere with the same bits for the same seed.
+//!
+//! Every error is one line, `error: ...`, on standard error, with a non-zero
+//! exit code.
+
+mod args;
+mod commands;
+mod config;
+mod error;
+mod io;
+mod npy;
+mod plot;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use commands::{demo, eval, inspect, plot as plot_cmd, sample, train};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "diffctl",
+    version,
+    about = "Diffusion-based samplers: train, inspect, sample, evaluate, plot",
+    long_about = "Diffusion-based samplers trained by optimal control (DIS, log-variance or KL loss).\n\
+                  Train on a workstation, ship one weights file, sample it on any machine with the\n\
+                  same bits for the same seed, and estimate log Z with unbiased path costs."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show a weights file's header.
+    Inspect(inspect::InspectArgs),
+    /// Draw samples (CSV, .npy or device-check hex lines).
+    Sample(sample::SampleArgs),
+    /// Estimate log Z, ESS, moments and mode occupancy.
+    Eval(eval::EvalArgs),
+    /// Plot samples against the target (SVG).
+    Plot(plot_cmd::PlotArgs),
+    /// Train a sampler on a built-in target.
+    Train(Box<train::TrainArgs>),
+    /// Train DIS on gmm, evaluate and plot it (the README's main job).
+    Demo(demo::DemoArgs),
+}
+
+fn run(cli: Cli) -> error::Result<ExitCode> {
+    match cli.command {
+        Command::Inspect(a) => inspect::run(&a).map(|()| ExitCode::SUCCESS),
+        Command::Sample(a) => sample::run(&a).map(|()| ExitCode::SUCCESS),
+        Command::Eval(a) => eval::run(&a).map(|()| ExitCode::SUCCESS),
+        Command::Plot(a) => plot_cmd::run(&a).map(|()| ExitCode::SUCCESS),
+        Command::Train(a) => train::run(&a),
+        Command::Demo(a) => demo::run(&a),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help and version go to standard output as clap formats them; a usage
+/// error becomes one line (clap's first paragraph), exit code 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!(
+                "error: missing subcommand: inspect, sample, eval, plot, train or demo (see diffctl --help)"
+            );
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    let text = e.to_string();
+    let paragraph: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let joined = paragraph.join(" ");
+    let msg = joined
+        .strip_prefix("error:")
+        .map_or(joined.as_str(), str::trim);
+    eprintln!("error: {msg} (see diffctl --help)");
+    ExitCode::from(2)
+}

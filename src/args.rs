@@ -1,0 +1,280 @@
+//! Arguments shared by several subcommands, and their checks.
+
+use clap::{Args, ValueEnum};
+use diffctl_runtime::prelude::*;
+use diffctl_runtime::weights::MAX_STEPS;
+use diffctl_trainer::eval::{default_threads, CostForm, SampleOptions};
+
+use crate::error::{Error, Result};
+
+/// Most floats (`n * d`) one command draws: 4 GiB of samples.
+const MAX_FLOATS: usize = 1 << 30;
+
+/// A built-in target: a preset name, optionally with its parameters changed.
+#[derive(Args, Clone, Debug, Default)]
+pub struct TargetArgs {
+    /// Built-in target: gmm, funnel, mw5, dw20 or mw50.
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// Dimension of a funnel or multi-well target.
+    #[arg(long, value_name = "D")]
+    pub dim: Option<u32>,
+    /// Number of double-well coordinates of a multi-well target.
+    #[arg(long, value_name = "W")]
+    pub wells: Option<u32>,
+    /// Well separation delta of a multi-well target.
+    #[arg(long, value_name = "DELTA", allow_negative_numbers = true)]
+    pub delta: Option<f32>,
+    /// Scale sigma of the funnel's first coordinate.
+    #[arg(long, value_name = "SIGMA", allow_negative_numbers = true)]
+    pub sigma: Option<f32>,
+}
+
+impl TargetArgs {
+    /// The target these arguments name, if any (checked).
+    pub fn spec(&self) -> Result<Option<TargetSpec>> {
+        let Some(name) = &self.target else {
+            if self.dim.is_some()
+                || self.wells.is_some()
+                || self.delta.is_some()
+                || self.sigma.is_some()
+            {
+                return Err("--dim, --wells, --delta and --sigma need --target".into());
+            }
+            return Ok(None);
+        };
+        let params = TargetParams {
+            dim: self.dim,
+            wells: self.wells,
+            delta: self.delta,
+            sigma: self.sigma,
+        };
+        target_spec(name, &params).map(Some)
+    }
+}
+
+/// Overrides of a preset's parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TargetParams {
+    pub dim: Option<u32>,
+    pub wells: Option<u32>,
+    pub delta: Option<f32>,
+    pub sigma: Option<f32>,
+}
+
+/// Preset `name` with `params` applied, validated.
+pub fn target_spec(name: &str, params: &TargetParams) -> Result<TargetSpec> {
+    let mut spec = TargetSpec::preset(name).ok_or_else(|| {
+        Error::new(format!(
+            "unknown target '{name}' (known: {})",
+            TargetSpec::PRESETS.join(", ")
+        ))
+    })?;
+    let refuse = |flag: &str| -> Result<()> {
+        Err(Error::new(format!(
+            "target '{name}' has no parameter {flag}"
+        )))
+    };
+    match &mut spec {
+        TargetSpec::Gmm => {
+            if params.dim.is_some() {
+                refuse("--dim (gmm is 2-d)")?;
+            }
+            if params.wells.is_some() || params.delta.is_some() {
+                refuse("--wells/--delta")?;
+            }
+            if params.sigma.is_some() {
+                refuse("--sigma")?;
+            }
+        }
+        TargetSpec::Funnel { d, sigma } => {
+            if params.wells.is_some() || params.delta.is_some() {
+                refuse("--wells/--delta")?;
+            }
+            *d = params.dim.unwrap_or(*d);
+            *sigma = params.sigma.unwrap_or(*sigma);
+        }
+        TargetSpec::MultiWell { d, w, delta } => {
+            if params.sigma.is_some() {
+                refuse("--sigma")?;
+            }
+            *d = params.dim.unwrap_or(*d);
+            // A lower dimension keeps the preset's wells where they fit.
+            *w = params.wells.unwrap_or((*w).min(*d));
+            *delta = params.delta.unwrap_or(*delta);
+        }
+    }
+    spec.validate()
+        .map_err(|e| Error::new(format!("target '{name}': {e}")))?;
+    Ok(spec)
+}
+
+/// One-line description of a target, with the preset's name when it is one.
+pub fn describe_target(spec: &TargetSpec) -> String {
+    let preset = TargetSpec::PRESETS
+        .iter()
+        .find(|n| TargetSpec::preset(n).as_ref() == Some(spec));
+    let body = match *spec {
+        TargetSpec::Gmm => "2-d mixture of 9 Gaussians at {-5,0,5}^2, std sqrt(0.3)".to_string(),
+        TargetSpec::Funnel { d, sigma } => format!("funnel, d = {d}, sigma = {sigma}"),
+        TargetSpec::MultiWell { d, w, delta } => {
+            format!("multi-well, d = {d}, {w} double wells, delta = {delta}")
+        }
+    };
+    match preset {
+        Some(name) => format!("{name} ({body})"),
+        None => body,
+    }
+}
+
+/// Short name of a target for file names.
+pub fn target_name(spec: &TargetSpec) -> String {
+    TargetSpec::PRESETS
+        .iter()
+        .find(|n| TargetSpec::preset(n).as_ref() == Some(spec))
+        .map_or_else(
+            || match spec {
+                TargetSpec::Gmm => "gmm".into(),
+                TargetSpec::Funnel { d, .. } => format!("funnel{d}"),
+                TargetSpec::MultiWell { d, w, .. } => format!("mw{d}w{w}"),
+            },
+            |n| n.to_string(),
+        )
+}
+
+/// `--integrator`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntegratorArg {
+    /// Euler–Maruyama.
+    Em,
+    /// Exponential integrator (linear drift and noise exact).
+    Exp,
+    /// Probability-flow ODE (deterministic after X_0; no path costs).
+    Flow,
+}
+
+impl From<IntegratorArg> for Integrator {
+    fn from(a: IntegratorArg) -> Self {
+        match a {
+            IntegratorArg::Em => Integrator::EulerMaruyama,
+            IntegratorArg::Exp => Integrator::Exponential,
+            IntegratorArg::Flow => Integrator::ProbabilityFlow,
+        }
+    }
+}
+
+/// `--cost`.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CostArg {
+    /// R_disc from transition densities: unbiased at every step count.
+    #[default]
+    Discrete,
+    /// The Euler discretisation of the continuous R (biased at finite K).
+    Continuous,
+}
+
+impl From<CostArg> for CostForm {
+    fn from(a: CostArg) -> Self {
+        match a {
+            CostArg::Discrete => CostForm::Discrete,
+            CostArg::Continuous => CostForm::Continuous,
+        }
+    }
+}
+
+/// How to run the sampler: overrides of the file's defaults.
+#[derive(Args, Clone, Debug, Default)]
+pub struct RunArgs {
+    /// Number of steps K (default: the file's).
+    #[arg(long, value_name = "K")]
+    pub steps: Option<usize>,
+    /// Integrator (default: the file's).
+    #[arg(long, value_enum)]
+    pub integrator: Option<IntegratorArg>,
+    /// Worker threads (default: all cores); results do not depend on it.
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+}
+
+/// Checked sampling options for samples `first .. first + n` of a `d`-dimensional model.
+pub fn sample_options(
+    n: usize,
+    seed: u64,
+    first: u64,
+    d: usize,
+    run: &RunArgs,
+) -> Result<SampleOptions> {
+    if n == 0 {
+        return Err("the number of samples must be at least 1".into());
+    }
+    if n.checked_mul(d.max(1)).is_none_or(|f| f > MAX_FLOATS) {
+        return Err(Error::new(format!(
+            "{n} samples of dimension {d} is more than this command draws at once ({MAX_FLOATS} floats)"
+        )));
+    }
+    if first.checked_add(n as u64).is_none() {
+        return Err("sample indices --first .. --first + n overflow a 64-bit index".into());
+    }
+    if let Some(k) = run.steps {
+        if k == 0 || k > MAX_STEPS as usize {
+            return Err(Error::new(format!(
+                "the number of steps must be in 1..={MAX_STEPS}"
+            )));
+        }
+    }
+    if run.threads == Some(0) {
+        return Err("the number of threads must be at least 1".into());
+    }
+    Ok(SampleOptions {
+        n,
+        seed,
+        first,
+        steps: run.steps,
+        integrator: run.integrator.map(Into::into),
+        threads: run.threads.unwrap_or_else(default_threads),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_and_overrides() {
+        let none = TargetParams::default();
+        assert_eq!(target_spec("gmm", &none).unwrap(), TargetSpec::Gmm);
+        assert!(target_spec("nope", &none).is_err());
+        let p = TargetParams {
+            dim: Some(3),
+            ..none
+        };
+        assert_eq!(
+            target_spec("mw5", &p).unwrap(),
+            TargetSpec::MultiWell {
+                d: 3,
+                w: 3,
+                delta: 4.0
+            }
+        );
+        assert!(target_spec("gmm", &p).is_err());
+        for bad in [f32::NAN, f32::INFINITY] {
+            let p = TargetParams {
+                delta: Some(bad),
+                ..none
+            };
+            assert!(target_spec("dw20", &p).is_err());
+        }
+        let p = TargetParams {
+            sigma: Some(-1.0),
+            ..none
+        };
+        assert!(target_spec("funnel", &p).is_err());
+    }
+
+    #[test]
+    fn descriptions_name_presets() {
+        let s = describe_target(&TargetSpec::preset("dw20").unwrap());
+        assert!(s.starts_with("dw20 ("), "{s}");
+        assert_eq!(target_name(&TargetSpec::preset("mw50").unwrap()), "mw50");
+    }
+}

@@ -1,0 +1,87 @@
+//! `diffctl plot FILE`: samples against the target, as SVG.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use diffctl_runtime::prelude::*;
+use diffctl_trainer::eval::{resolve_target, sample_file, Samples};
+
+use crate::args::{sample_options, target_name, RunArgs, TargetArgs};
+use crate::error::{Error, Result};
+use crate::{io, plot};
+
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// Weights file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Number of samples.
+    #[arg(long, short = 'n', default_value_t = 5_000)]
+    pub n: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Output file, .svg (default: FILE with the extension .svg).
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Coordinates whose marginals to plot, e.g. 0,1,5 (default: a 2-d
+    /// scatter when d = 2, else the first four).
+    #[arg(long, value_delimiter = ',', value_name = "I,J,...")]
+    pub coords: Option<Vec<usize>>,
+}
+
+pub fn run(args: &PlotArgs) -> Result<()> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.file.with_extension("svg"));
+    check_svg_path(&out)?;
+    let bytes = io::read(&args.file)?;
+    let header = Model::parse(&bytes)
+        .map_err(|e| Error::new(format!("{}: {e}", args.file.display())))?
+        .header;
+    let target = resolve_target(&header, args.target.spec()?)?;
+    let opts = sample_options(args.n, args.seed, 0, header.shape.d as usize, &args.run)?;
+    let samples = sample_file(&bytes, target, &opts)?;
+    let name = args
+        .file
+        .file_name()
+        .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+    write(&out, &samples, target, args.coords.as_deref(), &name)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Plots are SVG only: it needs no fonts on the machine that draws it.
+pub fn check_svg_path(path: &Path) -> Result<()> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("svg") => Ok(()),
+        _ => Err(Error::new(format!(
+            "{}: plots are written as SVG; give a path ending in .svg",
+            path.display()
+        ))),
+    }
+}
+
+/// Renders and writes (atomically) the plot of `samples`.
+pub fn write(
+    out: &Path,
+    samples: &Samples,
+    target: Option<TargetSpec>,
+    coords: Option<&[usize]>,
+    name: &str,
+) -> Result<()> {
+    let title = match &target {
+        Some(t) => format!(
+            "{name}: {} samples of {}",
+            samples.xs.len() / samples.d,
+            target_name(t)
+        ),
+        None => format!("{name}: {} samples", samples.xs.len() / samples.d),
+    };
+    let svg = plot::render(samples, target, coords, &title)?;
+    io::write_atomic(out, svg.as_bytes())
+}

@@ -1,0 +1,379 @@
+//! `diffctl train`: trains a sampler on a built-in target, with a progress
+//! bar, Ctrl-C handling (checkpoint, then stop) and an atomic weights file.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+use clap::{Args, ValueEnum};
+use diffctl_runtime::prelude::*;
+use diffctl_trainer::train::{self, Loss, Progress, RunOptions, TrainConfig, TrainOutcome};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::args::{
+    describe_target, target_name, target_spec, CostArg, IntegratorArg, TargetArgs, TargetParams,
+};
+use crate::commands::plot::{check_svg_path, write as write_plot};
+use crate::error::{Error, Result};
+use crate::{config, io};
+
+#[derive(Args, Debug, Default)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// TOML file of settings (keys of TrainConfig); flags override it.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// Sampler to train (PIS uses its Brownian reference SDE).
+    #[arg(long, value_enum)]
+    pub sampler: Option<SamplerArg>,
+    /// Loss: log-variance (lv) or KL.
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
+    /// Path cost of the loss and the evaluations.
+    #[arg(long, value_enum)]
+    pub cost: Option<CostArg>,
+    /// Paths per iteration.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Steps K of the time grid.
+    #[arg(long, value_name = "K")]
+    pub steps: Option<usize>,
+    /// Integrator of the rollouts (and the file's default).
+    #[arg(long, value_enum)]
+    pub integrator: Option<IntegratorArg>,
+    /// Training iterations.
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Initial learning rate (cosine decay to lr_final).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f32>,
+    /// Channels C of the control network.
+    #[arg(long)]
+    pub channels: Option<u32>,
+    /// Layers L of the control network.
+    #[arg(long)]
+    pub layers: Option<u32>,
+    /// Seed of the initialisation, the rollouts and the final evaluation.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Worker threads (the weights depend on it; the samples of a file do not).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Evaluate every N iterations (0: only at the end).
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<usize>,
+    /// Paths of the final evaluation.
+    #[arg(long, value_name = "N")]
+    pub eval_samples: Option<usize>,
+    /// Storage type of the weights file.
+    #[arg(long, value_enum)]
+    pub dtype: Option<DtypeArg>,
+    /// Weights file to write (default: out/<target>.dfc).
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Checkpoint file (written atomically; also on Ctrl-C).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+    /// Write a checkpoint every N iterations (0: only at the end).
+    #[arg(long, value_name = "N", requires = "checkpoint")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue from --checkpoint if it exists (same configuration).
+    #[arg(long, requires = "checkpoint")]
+    pub resume: bool,
+    /// Also plot the final evaluation's samples (SVG).
+    #[arg(long, value_name = "PATH.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SamplerArg {
+    Dis,
+    Pis,
+    Dds,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossArg {
+    /// Log-variance: variance of the path cost over the batch.
+    #[value(alias = "log-variance")]
+    Lv,
+    /// KL: mean path cost, differentiated through the trajectory.
+    Kl,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+/// The configuration: reference defaults, then the file, then the flags.
+pub fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
+    let (mut cfg, file_target) = match &args.config {
+        Some(path) => {
+            let text = String::from_utf8(io::read(path)?)
+                .map_err(|_| Error::new(format!("{}: not UTF-8 text", path.display())))?;
+            let file = config::parse(&text, &path.display().to_string())?;
+            (file.config, file.target)
+        }
+        None => (TrainConfig::default(), None),
+    };
+    let cli = TargetParams {
+        dim: args.target.dim,
+        wells: args.target.wells,
+        delta: args.target.delta,
+        sigma: args.target.sigma,
+    };
+    cfg.target = match (&args.target.target, &file_target) {
+        (Some(name), _) => target_spec(name, &cli)?,
+        (None, Some(entry)) => {
+            let (name, file) = entry.parts();
+            let merged = TargetParams {
+                dim: cli.dim.or(file.dim),
+                wells: cli.wells.or(file.wells),
+                delta: cli.delta.or(file.delta),
+                sigma: cli.sigma.or(file.sigma),
+            };
+            target_spec(name, &merged)?
+        }
+        (None, None) => return Err(
+            "no target: give --target NAME (gmm, funnel, mw5, dw20, mw50) or `target` in --config"
+                .into(),
+        ),
+    };
+    if let Some(s) = args.sampler {
+        cfg.sampler = match s {
+            SamplerArg::Dis => SamplerKind::Dis,
+            SamplerArg::Pis => SamplerKind::Pis,
+            SamplerArg::Dds => SamplerKind::Dds,
+        };
+        // Each sampler family has its own reference SDE.
+        match (cfg.sampler, cfg.sde) {
+            (SamplerKind::Pis, Sde::Vp { .. }) => cfg.sde = Sde::pis_reference(),
+            (k, Sde::Pis { .. }) if k != SamplerKind::Pis => cfg.sde = Sde::default(),
+            _ => {}
+        }
+    }
+    if let Some(l) = args.loss {
+        cfg.loss = match l {
+            LossArg::Lv => Loss::LogVariance,
+            LossArg::Kl => Loss::Kl,
+        };
+    }
+    if let Some(c) = args.cost {
+        cfg.cost = c.into();
+    }
+    if let Some(i) = args.integrator {
+        cfg.integrator = i.into();
+    }
+    if let Some(d) = args.dtype {
+        cfg.dtype = match d {
+            DtypeArg::F32 => Dtype::F32,
+            DtypeArg::F16 => Dtype::F16,
+            DtypeArg::Bf16 => Dtype::Bf16,
+        };
+    }
+    let set = |slot: &mut usize, v: Option<usize>| {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    };
+    set(&mut cfg.batch, args.batch);
+    set(&mut cfg.steps, args.steps);
+    set(&mut cfg.iterations, args.iterations);
+    set(&mut cfg.threads, args.threads);
+    set(&mut cfg.eval_every, args.eval_every);
+    set(&mut cfg.eval_samples, args.eval_samples);
+    set(&mut cfg.checkpoint_every, args.checkpoint_every);
+    cfg.lr = args.lr.unwrap_or(cfg.lr);
+    cfg.channels = args.channels.unwrap_or(cfg.channels);
+    cfg.layers = args.layers.unwrap_or(cfg.layers);
+    cfg.seed = args.seed.unwrap_or(cfg.seed);
+    cfg.validate()
+        .map_err(|e| Error::new(format!("invalid configuration: {e}")))?;
+    Ok(cfg)
+}
+
+pub fn run(args: &TrainArgs) -> Result<ExitCode> {
+    let cfg = build_config(args)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("out/{}.dfc", target_name(&cfg.target))));
+    if let Some(p) = &args.plot {
+        check_svg_path(p)?;
+    }
+    eprintln!(
+        "training {} ({}) on {}: {} iterations, batch {}, K = {}, {} threads",
+        sampler_short(cfg.sampler),
+        loss_name(cfg.loss),
+        describe_target(&cfg.target),
+        cfg.iterations,
+        cfg.batch,
+        cfg.steps,
+        cfg.threads
+    );
+    let outcome = train_with_progress(&cfg, args.checkpoint.clone(), args.resume)?;
+    print!("{}", outcome.report);
+    finish(&outcome, &out, args.checkpoint.as_deref())?;
+    if let Some(p) = &args.plot {
+        write_plot(
+            p,
+            &outcome.samples,
+            Some(cfg.target),
+            None,
+            &file_label(&out),
+        )?;
+        println!("plot             {}", p.display());
+    }
+    Ok(if outcome.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn file_label(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
+}
+
+fn sampler_short(k: SamplerKind) -> &'static str {
+    match k {
+        SamplerKind::Dis => "DIS",
+        SamplerKind::Pis => "PIS",
+        SamplerKind::Dds => "DDS",
+        SamplerKind::Dsm => "DSM",
+    }
+}
+
+pub fn loss_name(l: Loss) -> &'static str {
+    match l {
+        Loss::LogVariance => "log-variance loss",
+        Loss::Kl => "KL loss",
+    }
+}
+
+/// Writes the weights and says where they and the checkpoint went.
+pub fn finish(outcome: &TrainOutcome, out: &Path, checkpoint: Option<&Path>) -> Result<()> {
+    io::write_atomic(out, &outcome.weights)?;
+    println!(
+        "weights          {} ({} bytes, {} iterations in {:.1} s)",
+        out.display(),
+        outcome.weights.len(),
+        outcome.iterations,
+        outcome.seconds
+    );
+    if let Some(c) = checkpoint {
+        println!("checkpoint       {}", c.display());
+    }
+    if outcome.interrupted {
+        let hint = match checkpoint {
+            Some(c) => format!("; continue with --resume --checkpoint {}", c.display()),
+            None => String::new(),
+        };
+        eprintln!(
+            "interrupted after {} iterations: the weights are those of that point{hint}",
+            outcome.iterations
+        );
+    }
+    Ok(())
+}
+
+/// The flag Ctrl-C sets: the trainer checkpoints and returns at the next
+/// iteration. A second Ctrl-C exits at once.
+fn stop_flag() -> Result<&'static AtomicBool> {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static INSTALLED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            ctrlc::set_handler(|| {
+                if STOP.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!("\nstopping after this iteration (Ctrl-C again to quit at once)");
+            })
+            .map_err(|e| format!("cannot catch Ctrl-C: {e}"))
+        })
+        .clone()
+        .map_err(Error::new)?;
+    Ok(&STOP)
+}
+
+/// Runs the trainer with a progress bar on a terminal, or a line every 5%
+/// of the iterations otherwise (logs, CI).
+pub fn train_with_progress(
+    cfg: &TrainConfig,
+    checkpoint: Option<PathBuf>,
+    resume: bool,
+) -> Result<TrainOutcome> {
+    let run = RunOptions {
+        checkpoint,
+        resume,
+        stop: Some(stop_flag()?),
+    };
+    let mut report = Reporter::new(cfg.iterations);
+    let result = train::train(cfg, &run, &mut |p| report.update(p));
+    report.finish();
+    result.map_err(|e| Error::new(e.to_string()))
+}
+
+struct Reporter {
+    bar: Option<ProgressBar>,
+    every: usize,
+}
+
+impl Reporter {
+    fn new(iterations: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(iterations as u64);
+            let style = ProgressStyle::with_template(
+                "{bar:30.cyan/blue} {pos:>6}/{len} {msg} [{elapsed_precise}, eta {eta}]",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar
+        });
+        Reporter {
+            bar,
+            every: (iterations / 20).max(1),
+        }
+    }
+
+    fn update(&mut self, p: &Progress) {
+        let log_z = p
+            .last_eval
+            .as_ref()
+            .map_or("-".to_string(), |r| format!("{:+.4}", r.estimates.log_z_is));
+        let msg = format!(
+            "loss {:.4e}  |g| {:.3}  lr {:.2e}  log Z_is {log_z}",
+            p.loss, p.grad_norm, p.lr
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(p.iteration as u64);
+                bar.set_message(msg);
+            }
+            None if p.iteration % self.every == 0 || p.iteration == p.iterations => {
+                eprintln!(
+                    "iteration {:>6}/{}  {msg}  ({:.1} s)",
+                    p.iteration,
+                    p.iterations,
+                    p.elapsed.as_secs_f64()
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `diffctl train --config FILE.toml`: the training configuration file.
+//!
+//! Keys mirror `diffctl_trainer::train::TrainConfig` (missing keys keep the
+//! reference setup), except `target`, which names a preset with optional
+//! parameter overrides:
+//!
+//! ```toml
+//! target = "dw20"                                   # or
+//! target = { name = "funnel", dim = 20, sigma = 3.0 }
+//! loss = "log-variance"                             # or "kl"
+//! batch = 512
+//! steps = 100
+//! iterations = 2000
+//! lr = 5e-3
+//! sde = { Vp = { schedule = { Linear = { beta_min = 0.1, beta_max = 10.0 } }, t_end = 1.0 } }
+//! ```
+
+use diffctl_trainer::train::TrainConfig;
+use serde::Deserialize;
+
+use crate::args::{target_spec, TargetParams};
+use crate::error::{Error, Result};
+
+/// The `target` entry: a preset name, or a table with the name and overrides.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum TargetEntry {
+    Name(String),
+    Table(TargetTable),
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetTable {
+    pub name: String,
+    pub dim: Option<u32>,
+    pub wells: Option<u32>,
+    pub delta: Option<f32>,
+    pub sigma: Option<f32>,
+}
+
+impl TargetEntry {
+    /// The preset name and parameter overrides.
+    pub fn parts(&self) -> (&str, TargetParams) {
+        match self {
+            TargetEntry::Name(n) => (n, TargetParams::default()),
+            TargetEntry::Table(t) => (
+                &t.name,
+                TargetParams {
+                    dim: t.dim,
+                    wells: t.wells,
+                    delta: t.delta,
+                    sigma: t.sigma,
+                },
+            ),
+        }
+    }
+}
+
+/// A parsed configuration file: the settings and, separately, the target entry.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub config: TrainConfig,
+    pub target: Option<TargetEntry>,
+}
+
+/// Parses a configuration file's text (`what` names it in errors).
+pub fn parse(text: &str, what: &str) -> Result<ConfigFile> {
+    let err = |e: &dyn std::fmt::Display| Error::new(format!("{what}: {e}"));
+    let mut table: toml::Table = text.parse().map_err(|e| err(&e))?;
+    let target = match table.remove("target") {
+        None => None,
+        Some(v) => Some(TargetEntry::deserialize(v).map_err(|_| {
+            err(&"`target` must be a preset name or { name = ..., dim, wells, delta, sigma }")
+        })?),
+    };
+    if let Some(entry) = &target {
+        let (name, params) = entry.parts();
+        target_spec(name, &params).map_err(|e| err(&e))?;
+    }
+    let config = TrainConfig::deserialize(toml::Value::Table(table)).map_err(|e| err(&e))?;
+    Ok(ConfigFile { config, target })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diffctl_trainer::train::Loss;
+
+    #[test]
+    fn partial_file_keeps_defaults() {
+        let c = parse(
+            "target = { name = \"funnel\", dim = 20 }\nloss = \"kl\"\nbatch = 64\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.config.loss, Loss::Kl);
+        assert_eq!(c.config.batch, 64);
+        assert_eq!(c.config.steps, TrainConfig::default().steps);
+        let (name, p) = c.target.as_ref().unwrap().parts();
+        assert_eq!((name, p.dim), ("funnel", Some(20)));
+    }
+
+    #[test]
+    fn bad_files_are_errors() {
+        for text in [
+            "batch = \"many\"",
+            "bacth = 3",
+            "target = \"nope\"",
+            "target = { name = \"gmm\", colour = 1 }",
+            "target = { name = \"dw20\", delta = nan }",
+            "not toml at all [",
+        ] {
+            let e = parse(text, "t.toml").unwrap_err().to_string();
+            assert!(
+                e.starts_with("t.toml: ") && !e.contains('\n'),
+                "{text}: {e}"
+            );
+        }
+    }
+
+    /// The reference setup's own serialisation reads back (so TrainConfig
+    /// keys, enums and all, can be written as TOML).
+    #[test]
+    fn default_config_round_trips_through_toml() {
+        let mut table = toml::Table::try_from(TrainConfig::default()).unwrap();
+        table.remove("target");
+        let text = toml::to_string(&table).unwrap();
+        let back = parse(&text, "t.toml").unwrap();
+        assert_eq!(back.config, TrainConfig::default());
+    }
+}

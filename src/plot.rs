@@ -1,0 +1,397 @@
+//! Plots of a model's samples against its target, as SVG (text is left to
+//! the viewer, so no fonts are needed where the plot is made).
+//!
+//! * 2-d: the samples as a scatter over filled contours of the target's
+//!   log-density (bands of one nat below the maximum over the window).
+//! * otherwise: histograms of chosen coordinates against the target's true
+//!   marginal density (closed form or quadrature).
+
+use std::f64::consts::PI;
+use std::fmt::Display;
+
+use diffctl_runtime::prelude::*;
+use diffctl_runtime::target::{Builtin, MultiWell};
+use diffctl_trainer::eval::Samples;
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// Cells per axis of the 2-d density grid.
+const GRID: usize = 160;
+/// Contour bands (one nat each) below the window's maximum log-density.
+const BANDS: usize = 14;
+/// Histogram bins per coordinate.
+const BINS: usize = 60;
+/// Largest number of coordinates one figure shows.
+pub const MAX_COORDS: usize = 16;
+
+const BLUE: RGBColor = RGBColor(49, 110, 180);
+const RED: RGBColor = RGBColor(200, 40, 40);
+
+/// The SVG text of a plot of `samples` (of a model of `target`): a scatter
+/// over density contours when `d = 2` and no coordinates are chosen,
+/// marginal histograms of `coords` (default: the first four) otherwise.
+pub fn render(
+    samples: &Samples,
+    target: Option<TargetSpec>,
+    coords: Option<&[usize]>,
+    title: &str,
+) -> Result<String> {
+    let d = samples.d;
+    let mut svg = String::new();
+    match coords {
+        None if d == 2 => scatter(&mut svg, samples, target, title)?,
+        _ => {
+            let default: Vec<usize> = (0..d.min(4)).collect();
+            let coords = coords.unwrap_or(&default);
+            check_coords(coords, d)?;
+            histograms(&mut svg, samples, target, coords, title)?;
+        }
+    }
+    Ok(svg)
+}
+
+fn check_coords(coords: &[usize], d: usize) -> Result<()> {
+    if coords.is_empty() || coords.len() > MAX_COORDS {
+        return Err(Error::new(format!(
+            "choose between 1 and {MAX_COORDS} coordinates to plot"
+        )));
+    }
+    match coords.iter().find(|&&j| j >= d) {
+        Some(j) => Err(Error::new(format!(
+            "coordinate {j} does not exist: the model has d = {d} (coordinates 0..{})",
+            d - 1
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn plot_error(e: impl Display) -> Error {
+    Error::new(format!("drawing the plot: {e}"))
+}
+
+/// Coordinate `j` of every sample, finite values only.
+fn column(samples: &Samples, j: usize) -> Vec<f64> {
+    samples
+        .xs
+        .chunks_exact(samples.d)
+        .map(|x| x[j] as f64)
+        .filter(|v| v.is_finite())
+        .collect()
+}
+
+/// The window of one axis: the central 99% of the samples and the target's
+/// bulk, widened by 5% on each side.
+fn axis_range(values: &[f64], truth: Option<(f64, f64)>) -> (f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let (mut lo, mut hi) = match sorted.len() {
+        0 => (-3.0, 3.0),
+        n => (sorted[n / 200], sorted[(n - 1) - n / 200]),
+    };
+    if let Some((a, b)) = truth {
+        lo = lo.min(a);
+        hi = hi.max(b);
+    }
+    if hi - lo < 1e-6 {
+        (lo, hi) = (lo - 1.0, hi + 1.0);
+    }
+    let pad = 0.05 * (hi - lo);
+    (lo - pad, hi + pad)
+}
+
+fn scatter(
+    svg: &mut String,
+    samples: &Samples,
+    target: Option<TargetSpec>,
+    title: &str,
+) -> Result<()> {
+    let (xs, ys) = (column(samples, 0), column(samples, 1));
+    let (x0, x1) = axis_range(&xs, target.map(|t| bulk(&t, 0)));
+    let (y0, y1) = axis_range(&ys, target.map(|t| bulk(&t, 1)));
+
+    let root = SVGBackend::with_string(svg, (760, 720)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("x0")
+        .y_desc("x1")
+        .draw()
+        .map_err(plot_error)?;
+
+    if let Some(spec) = target {
+        let t = spec.build();
+        let (hx, hy) = ((x1 - x0) / GRID as f64, (y1 - y0) / GRID as f64);
+        // log rho at cell centres, row by row (row r at y0 + (r + 1/2) hy).
+        let logp: Vec<f64> = (0..GRID * GRID)
+            .map(|k| {
+                let (r, c) = (k / GRID, k % GRID);
+                let p = [
+                    (x0 + (c as f64 + 0.5) * hx) as f32,
+                    (y0 + (r as f64 + 0.5) * hy) as f32,
+                ];
+                t.log_density(&p) as f64
+            })
+            .collect();
+        let max = logp
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max);
+        // Band 0 is the highest; cells below all bands are left white.
+        let band = |v: f64| ((max - v).floor() as usize).min(BANDS);
+        let mut cells = Vec::new();
+        for r in 0..GRID {
+            // Runs of equal band along the row become one rectangle.
+            let mut c = 0;
+            while c < GRID {
+                let b = band(logp[r * GRID + c]);
+                let start = c;
+                while c < GRID && band(logp[r * GRID + c]) == b {
+                    c += 1;
+                }
+                if b < BANDS {
+                    let shade = 1.0 - b as f64 / BANDS as f64;
+                    let fill = BLUE.mix(0.08 + 0.6 * shade).filled();
+                    let (ya, yb) = (y0 + r as f64 * hy, y0 + (r + 1) as f64 * hy);
+                    let (xa, xb) = (x0 + start as f64 * hx, x0 + c as f64 * hx);
+                    cells.push(Rectangle::new([(xa, ya), (xb, yb)], fill));
+                }
+            }
+        }
+        chart.draw_series(cells).map_err(plot_error)?;
+    }
+
+    let inside = |&(x, y): &(f64, f64)| x > x0 && x < x1 && y > y0 && y < y1;
+    let points: Vec<(f64, f64)> = samples
+        .xs
+        .chunks_exact(2)
+        .map(|p| (p[0] as f64, p[1] as f64))
+        .filter(inside)
+        .collect();
+    chart
+        .draw_series(
+            points
+                .iter()
+                .map(|&p| Circle::new(p, 2, BLACK.mix(0.45).filled())),
+        )
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)
+}
+
+fn histograms(
+    svg: &mut String,
+    samples: &Samples,
+    target: Option<TargetSpec>,
+    coords: &[usize],
+    title: &str,
+) -> Result<()> {
+    let k = coords.len();
+    let cols = if k <= 4 { k.min(2) } else { 3 };
+    let rows = k.div_ceil(cols);
+    let size = (460 * cols as u32, 60 + 330 * rows as u32);
+    let root = SVGBackend::with_string(svg, size).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let caption = if target.is_some() {
+        format!("{title}  (bars: samples, line: true marginal)")
+    } else {
+        format!("{title}  (bars: samples)")
+    };
+    let body = root
+        .titled(&caption, ("sans-serif", 20))
+        .map_err(plot_error)?;
+    let n = samples.xs.len() / samples.d;
+    for (area, &j) in body.split_evenly((rows, cols)).iter().zip(coords) {
+        let values = column(samples, j);
+        let (lo, hi) = axis_range(&values, target.map(|t| bulk(&t, j)));
+        let width = (hi - lo) / BINS as f64;
+        let mut counts = [0usize; BINS];
+        for v in &values {
+            if *v >= lo && *v < hi {
+                counts[(((v - lo) / width) as usize).min(BINS - 1)] += 1;
+            }
+        }
+        // Densities: counts over all n samples, so mass outside the window is not spread inside.
+        let heights: Vec<f64> = counts
+            .iter()
+            .map(|&c| c as f64 / (n as f64 * width))
+            .collect();
+        let curve: Vec<(f64, f64)> = match target {
+            Some(t) => (0..=400)
+                .map(|i| lo + (hi - lo) * i as f64 / 400.0)
+                .map(|x| (x, marginal_density(&t, j, x)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let top = heights
+            .iter()
+            .chain(curve.iter().map(|(_, y)| y))
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max)
+            .max(1e-12)
+            * 1.08;
+
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("x{j}"), ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(lo..hi, 0.0..top)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .y_desc("density")
+            .draw()
+            .map_err(plot_error)?;
+        let bars = heights.iter().enumerate().map(|(b, &h)| {
+            let xa = lo + b as f64 * width;
+            Rectangle::new([(xa, 0.0), (xa + width, h)], BLUE.mix(0.55).filled())
+        });
+        chart.draw_series(bars).map_err(plot_error)?;
+        if !curve.is_empty() {
+            chart
+                .draw_series(LineSeries::new(curve, RED.stroke_width(2)))
+                .map_err(plot_error)?;
+        }
+    }
+    root.present().map_err(plot_error)
+}
+
+/// An interval holding the bulk of coordinate `j`'s true marginal.
+fn bulk(spec: &TargetSpec, j: usize) -> (f64, f64) {
+    match spec.build() {
+        Builtin::Mixture(m) => {
+            let d = m.means.len() / m.weights.len();
+            (0..m.components()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), i| {
+                let (mu, s) = (m.means[i * d + j] as f64, m.stds[i * d + j] as f64);
+                (lo.min(mu - 3.0 * s), hi.max(mu + 3.0 * s))
+            })
+        }
+        Builtin::Funnel(f) => {
+            let s = f.sigma as f64;
+            // x_0 ~ N(0, s^2); the others have E x^2 = exp(s^2 / 2).
+            let std = if j == 0 { s } else { (s * s / 4.0).exp() };
+            (-3.0 * std, 3.0 * std)
+        }
+        Builtin::MultiWell(MultiWell { w, delta, .. }) => {
+            let half = if j < w {
+                (delta.max(0.0) as f64 + 2.5).sqrt()
+            } else {
+                3.0
+            };
+            (-half, half)
+        }
+    }
+}
+
+/// The true marginal density of coordinate `j` of a built-in target at `x`.
+pub fn marginal_density(spec: &TargetSpec, j: usize, x: f64) -> f64 {
+    let normal = |x: f64, mu: f64, s: f64| {
+        let z = (x - mu) / s;
+        (-0.5 * z * z).exp() / (s * (2.0 * PI).sqrt())
+    };
+    match spec.build() {
+        Builtin::Mixture(m) => {
+            let d = m.means.len() / m.weights.len();
+            let total: f64 = m.weights.iter().map(|&w| w as f64).sum();
+            (0..m.components())
+                .map(|i| {
+                    let (mu, s) = (m.means[i * d + j] as f64, m.stds[i * d + j] as f64);
+                    m.weights[i] as f64 / total * normal(x, mu, s)
+                })
+                .sum()
+        }
+        Builtin::Funnel(f) => {
+            let s = f.sigma as f64;
+            if j == 0 {
+                return normal(x, 0.0, s);
+            }
+            // integral N(x; 0, e^v) N(v; 0, s^2) dv, midpoint rule over v in [-8s, 8s].
+            let m = 800;
+            let h = 16.0 * s / m as f64;
+            (0..m)
+                .map(|i| {
+                    let v = -8.0 * s + (i as f64 + 0.5) * h;
+                    normal(x, 0.0, (0.5 * v).exp()) * normal(v, 0.0, s) * h
+                })
+                .sum()
+        }
+        Builtin::MultiWell(MultiWell { w, delta, .. }) => {
+            if j < w {
+                let e = x * x - delta as f64;
+                (-e * e).exp() / MultiWell::z1(delta as f64)
+            } else {
+                normal(x, 0.0, 1.0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every marginal integrates to one (midpoint rule on a wide window).
+    #[test]
+    fn marginals_are_normalised() {
+        let cases = [
+            ("gmm", 0, 12.0),
+            ("gmm", 1, 12.0),
+            ("funnel", 0, 30.0),
+            ("mw5", 2, 6.0),
+            ("dw20", 7, 10.0),
+        ];
+        for (name, j, half) in cases {
+            let spec = TargetSpec::preset(name).unwrap();
+            let n = 20_000;
+            let h = 2.0 * half / n as f64;
+            let mass: f64 = (0..n)
+                .map(|i| marginal_density(&spec, j, -half + (i as f64 + 0.5) * h) * h)
+                .sum();
+            assert!((mass - 1.0).abs() < 1e-4, "{name} x{j}: {mass}");
+        }
+        // The funnel's other coordinates have heavy tails: check E x^2 = exp(s^2/2) with s = 1.
+        let spec = TargetSpec::Funnel { d: 3, sigma: 1.0 };
+        let (half, n) = (60.0, 60_000);
+        let h = 2.0 * half / n as f64;
+        let (mut mass, mut m2) = (0.0, 0.0);
+        for i in 0..n {
+            let x = -half + (i as f64 + 0.5) * h;
+            let p = marginal_density(&spec, 1, x) * h;
+            mass += p;
+            m2 += p * x * x;
+        }
+        assert!((mass - 1.0).abs() < 1e-4, "{mass}");
+        assert!((m2 - 0.5f64.exp()).abs() < 1e-3, "{m2}");
+    }
+
+    fn fake_samples(d: usize, n: usize) -> Samples {
+        Samples {
+            d,
+            first: 0,
+            xs: (0..n * d).map(|i| (i as f32 * 0.37).sin() * 3.0).collect(),
+            costs: None,
+        }
+    }
+
+    #[test]
+    fn renders_both_kinds() {
+        let svg = render(&fake_samples(2, 300), Some(TargetSpec::Gmm), None, "gmm").unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<circle"));
+        let dw = TargetSpec::preset("dw20").unwrap();
+        let svg = render(&fake_samples(20, 300), Some(dw), None, "dw20").unwrap();
+        assert!(svg.contains("<polyline") || svg.contains("<path"));
+        assert!(render(&fake_samples(20, 10), Some(dw), Some(&[20]), "x").is_err());
+        assert!(render(&fake_samples(20, 10), None, Some(&[]), "x").is_err());
+    }
+}

@@ -1,0 +1,606 @@
+//! The `diffctl` command, run as a user would: bad inputs give one line
+//! `error: ...` and a non-zero exit; good ones give the runtime's samples,
+//! bit for bit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use diffctl_runtime::hex::write_sample_line;
+use diffctl_runtime::normal::{fill_normals, stream};
+use diffctl_runtime::prelude::*;
+use diffctl_runtime::weights::encode;
+
+fn diffctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_diffctl"))
+        .args(args)
+        .output()
+        .expect("the diffctl binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("UTF-8 output")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("UTF-8 output")
+}
+
+/// Runs `args` and checks success; returns standard output.
+fn ok(args: &[&str]) -> String {
+    let out = diffctl(args);
+    assert!(
+        out.status.success(),
+        "diffctl {args:?} failed: {}",
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Runs `args` and checks the failure: non-zero exit, no panic, exactly one
+/// line on standard error starting with `error:`. Returns that line.
+fn fails(args: &[&str]) -> String {
+    let out = diffctl(args);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "diffctl {args:?} succeeded");
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "diffctl {args:?} panicked: {err}"
+    );
+    assert!(
+        err.starts_with("error: ") && err.ends_with('\n') && err.lines().count() == 1,
+        "diffctl {args:?}: stderr is not one `error:` line: {err:?}"
+    );
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"));
+    err.trim_end().to_owned()
+}
+
+/// A fresh, empty directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("diffctl-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A small weights file with pseudo-random parameters (the runtime's own
+/// streams), so the network's arithmetic shows in every sample.
+fn weights_file(dir: &Path, name: &str, target: Option<TargetSpec>, d: u32) -> PathBuf {
+    let header = Header {
+        sampler: SamplerKind::Dis,
+        shape: NetworkShape {
+            d,
+            channels: 16,
+            layers: 3,
+            score_term: target.is_some(),
+        },
+        sde: Sde::default(),
+        grid: TimeGrid::Uniform,
+        steps: 30,
+        integrator: Integrator::EulerMaruyama,
+        prior_nu: 1.0,
+        target,
+        dtype: Dtype::F32,
+    };
+    let mut params = vec![0.0f32; header.param_count()];
+    fill_normals(&mut stream(7, 0), &mut params);
+    params.iter_mut().for_each(|p| *p *= 0.05);
+    let path = dir.join(name);
+    std::fs::write(&path, encode(&header, &params).unwrap()).unwrap();
+    path
+}
+
+/// The device-check lines of samples `first .. first + n` under `seed`,
+/// drawn with the runtime directly (one lockstep batch).
+fn runtime_hex(path: &Path, seed: u64, first: u64, n: usize) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    let model = Model::parse(&bytes).unwrap();
+    let header = model.header;
+    let mut params = vec![0.0f32; header.param_count()];
+    model.params_into(&mut params).unwrap();
+    let net = NetworkRef::from_flat(header.shape, &params).unwrap();
+    let target = header.target.map(|t| t.build());
+    let sampler = header.sampler(net, target, None, None).unwrap();
+    let d = header.shape.d as usize;
+    let mut xs = vec![0.0f32; n * d];
+    let mut paths = vec![PathState::default(); n];
+    let mut work = vec![0.0f32; sampler.work_len()];
+    sampler
+        .sample(seed, first, &mut xs, &mut paths, &mut work)
+        .unwrap();
+    let mut out = String::new();
+    for (i, x) in xs.chunks_exact(d).enumerate() {
+        write_sample_line(&mut out, seed, first + i as u64, x).unwrap();
+    }
+    out
+}
+
+/// Parses hex lines back into `f32` bits, row by row.
+fn hex_bits(text: &str) -> Vec<Vec<u32>> {
+    text.lines()
+        .map(|l| {
+            l.split(' ')
+                .skip(2)
+                .map(|h| u32::from_str_radix(h, 16).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let dir = temp_dir("bad");
+    let gmm = weights_file(&dir, "gmm.dfc", Some(TargetSpec::Gmm), 2);
+    let free = weights_file(&dir, "free.dfc", None, 3);
+    let gmm = gmm.to_str().unwrap();
+    let free = free.to_str().unwrap();
+
+    // A corrupt copy (one byte flipped in the parameters) and a cut one.
+    let mut bytes = std::fs::read(gmm).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    let corrupt = dir.join("corrupt.dfc");
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let corrupt = corrupt.to_str().unwrap();
+    let cut = dir.join("cut.dfc");
+    std::fs::write(&cut, &bytes[..100]).unwrap();
+    let cut = cut.to_str().unwrap();
+    let text = dir.join("text.dfc");
+    std::fs::write(&text, "hello\n").unwrap();
+    let text = text.to_str().unwrap();
+    let missing = dir.join("missing.dfc");
+    let missing = missing.to_str().unwrap();
+
+    let e = fails(&["inspect", missing]);
+    assert!(e.contains("missing.dfc"), "{e}");
+    let e = fails(&["inspect", corrupt]);
+    assert!(e.contains("corrupt"), "{e}");
+    assert!(fails(&["inspect", cut]).contains("truncated"));
+    assert!(fails(&["inspect", text]).contains("not a diffctl weights file"));
+    fails(&["inspect", dir.to_str().unwrap()]);
+    fails(&["sample", corrupt, "--n", "2", "--seed", "0"]);
+    fails(&["eval", corrupt]);
+    fails(&[
+        "plot",
+        corrupt,
+        "--out",
+        dir.join("c.svg").to_str().unwrap(),
+    ]);
+
+    let e = fails(&["sample", gmm, "--n", "3", "--seed", "0", "--target", "nope"]);
+    assert!(e.contains("unknown target 'nope'"), "{e}");
+    // The file's target is gmm: another one is refused; so is a wrong dimension.
+    fails(&["sample", gmm, "--n", "3", "--seed", "0", "--target", "mw5"]);
+    let e = fails(&["eval", free, "--target", "mw5"]);
+    assert!(e.contains("dimension"), "{e}");
+    let e = fails(&["eval", free]);
+    assert!(e.contains("no target"), "{e}");
+    assert!(fails(&["sample", gmm, "--n", "0", "--seed", "0"]).contains("at least 1"));
+    fails(&["eval", gmm, "--n", "0"]);
+    fails(&["plot", gmm, "--n", "0"]);
+    fails(&["sample", gmm, "--n", "3", "--seed", "0", "--steps", "0"]);
+    fails(&["sample", gmm, "--n", "3", "--seed", "0", "--threads", "0"]);
+    fails(&["sample", gmm, "--n", "3", "--seed", "-1"]);
+    fails(&["sample", gmm, "--n", "many", "--seed", "0"]);
+    fails(&["sample", gmm, "--n", "99999999999999", "--seed", "0"]);
+    fails(&[
+        "sample",
+        gmm,
+        "--n",
+        "3",
+        "--seed",
+        "0",
+        "--first",
+        "18446744073709551615",
+    ]);
+    fails(&["sample", gmm, "--n", "3"]);
+    fails(&[
+        "sample",
+        gmm,
+        "--n",
+        "3",
+        "--seed",
+        "0",
+        "--integrator",
+        "rk4",
+    ]);
+    fails(&["sample", gmm, "--n", "3", "--seed", "0", "--format", "xml"]);
+    fails(&["sample", gmm, "--n", "3", "--seed", "0", "--bogus"]);
+    fails(&["sample", gmm, "--n", "3", "--seed", "0", "--dim", "3"]);
+    for (flag, value) in [("--delta", "nan"), ("--delta", "inf")] {
+        let e = fails(&["eval", free, "--target", "mw5", "--dim", "3", flag, value]);
+        assert!(e.contains("finite"), "{e}");
+    }
+    for sigma in ["-1", "0", "NaN"] {
+        fails(&[
+            "eval", free, "--target", "funnel", "--dim", "3", "--sigma", sigma,
+        ]);
+    }
+    fails(&["eval", gmm, "--target", "gmm", "--wells", "2"]);
+    fails(&[
+        "plot",
+        gmm,
+        "--coords",
+        "2",
+        "--out",
+        dir.join("p.svg").to_str().unwrap(),
+    ]);
+    fails(&["plot", gmm, "--out", dir.join("p.png").to_str().unwrap()]);
+    fails(&["frobnicate"]);
+    fails(&[]);
+    fails(&["sample"]);
+
+    // Training: bad settings are refused before any work.
+    fails(&["train"]);
+    fails(&["train", "--target", "nope"]);
+    fails(&["train", "--target", "gmm", "--lr", "nan"]);
+    fails(&["train", "--target", "gmm", "--lr", "-0.1"]);
+    fails(&["train", "--target", "gmm", "--batch", "0"]);
+    fails(&["train", "--target", "gmm", "--iterations", "0"]);
+    fails(&["train", "--target", "dw20", "--delta", "nan"]);
+    fails(&["train", "--target", "gmm", "--plot", "x.png"]);
+    fails(&["train", "--target", "gmm", "--resume"]);
+    fails(&["train", "--config", missing]);
+    let config = dir.join("bad.toml");
+    for bad in [
+        "bacth = 3\n",
+        "target = \"nope\"\n",
+        "batch = \"many\"\n",
+        "[[[",
+    ] {
+        std::fs::write(&config, bad).unwrap();
+        let e = fails(&["train", "--config", config.to_str().unwrap()]);
+        assert!(e.contains("bad.toml"), "{bad}: {e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn inspect_shows_the_header() {
+    let dir = temp_dir("inspect");
+    let f = weights_file(&dir, "dw.dfc", TargetSpec::preset("dw20"), 20);
+    let text = ok(&["inspect", f.to_str().unwrap()]);
+    let size = std::fs::metadata(&f).unwrap().len();
+    let count = Model::parse(&std::fs::read(&f).unwrap())
+        .unwrap()
+        .header
+        .param_count();
+    for want in [
+        "DIS".to_string(),
+        "d = 20, C = 16 channels, L = 3 layers".into(),
+        format!("{count}"),
+        "variance preserving".into(),
+        "uniform".into(),
+        "30 (default K)".into(),
+        "Euler-Maruyama".into(),
+        "N(0, 1^2 I)".into(),
+        "dw20".into(),
+        "delta = 3".into(),
+        "f32".into(),
+        format!("{size} bytes"),
+    ] {
+        assert!(text.contains(&want), "missing {want:?} in\n{text}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sample_hex_matches_the_runtime() {
+    let dir = temp_dir("hex");
+    for (name, target, d) in [
+        ("gmm.dfc", Some(TargetSpec::Gmm), 2),
+        ("dw.dfc", TargetSpec::preset("dw20"), 20),
+        ("free.dfc", None, 3),
+    ] {
+        let f = weights_file(&dir, name, target, d);
+        let path = f.to_str().unwrap();
+        let want = runtime_hex(&f, 42, 5, 70);
+        for threads in ["1", "2", "3"] {
+            let got = ok(&[
+                "sample",
+                path,
+                "--n",
+                "70",
+                "--seed",
+                "42",
+                "--first",
+                "5",
+                "--format",
+                "hex",
+                "--threads",
+                threads,
+            ]);
+            assert_eq!(got, want, "{name}, {threads} threads");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sample_csv_and_npy_hold_the_same_bits() {
+    let dir = temp_dir("formats");
+    let f = weights_file(&dir, "gmm.dfc", Some(TargetSpec::Gmm), 2);
+    let path = f.to_str().unwrap();
+    let want = hex_bits(&runtime_hex(&f, 9, 0, 50));
+
+    // CSV on standard output: header, then values that read back exactly.
+    let csv = ok(&["sample", path, "--n", "50", "--seed", "9"]);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("x0,x1,log_w"));
+    let rows: Vec<Vec<u32>> = lines
+        .map(|l| {
+            let fields: Vec<&str> = l.split(',').collect();
+            assert_eq!(fields.len(), 3, "{l}");
+            assert!(fields[2].parse::<f64>().unwrap().is_finite());
+            fields[..2]
+                .iter()
+                .map(|v| v.parse::<f32>().unwrap().to_bits())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows, want);
+
+    // A file without a target has no path costs: no log_w column.
+    let free = weights_file(&dir, "free.dfc", None, 3);
+    let csv = ok(&["sample", free.to_str().unwrap(), "--n", "2", "--seed", "9"]);
+    assert_eq!(csv.lines().next(), Some("x0,x1,x2"));
+    assert_eq!(csv.lines().count(), 3);
+
+    // .npy, written atomically: the format is chosen by the extension.
+    let npy = dir.join("s.npy");
+    ok(&[
+        "sample",
+        path,
+        "--n",
+        "50",
+        "--seed",
+        "9",
+        "--out",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(!dir.join("s.npy.tmp").exists());
+    let bytes = std::fs::read(&npy).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let offset = 10 + header_len;
+    assert_eq!(offset % 64, 0);
+    let dict = std::str::from_utf8(&bytes[10..offset]).unwrap();
+    assert!(dict.ends_with('\n'));
+    assert_eq!(
+        dict.trim_end(),
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (50, 2), }"
+    );
+    let data: Vec<u32> = bytes[offset..]
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(data, want.concat());
+
+    // --format wins over the extension.
+    let out = dir.join("s.txt");
+    ok(&[
+        "sample",
+        path,
+        "--n",
+        "50",
+        "--seed",
+        "9",
+        "--format",
+        "hex",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(hex_bits(&std::fs::read_to_string(&out).unwrap()), want);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn eval_reports_text_and_json() {
+    let dir = temp_dir("eval");
+    let f = weights_file(&dir, "gmm.dfc", Some(TargetSpec::Gmm), 2);
+    let path = f.to_str().unwrap();
+    let text = ok(&["eval", path, "--n", "300", "--seed", "1"]);
+    for want in [
+        "samples          300",
+        "log Z (true)",
+        "log Z_is",
+        "ESS",
+        "modes",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let json = ok(&[
+        "eval",
+        path,
+        "--n",
+        "300",
+        "--seed",
+        "1",
+        "--json",
+        "--cost",
+        "continuous",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["n"], 300);
+    assert_eq!(v["d"], 2);
+    assert_eq!(v["cost"], "continuous");
+    assert!(v["estimates"]["log_z_is"].is_number());
+    // Same seed, same report; the thread count does not matter.
+    let again = ok(&["eval", path, "--n", "300", "--seed", "1", "--threads", "1"]);
+    assert_eq!(text, again);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn plots_are_svg() {
+    let dir = temp_dir("plot");
+    let gmm = weights_file(&dir, "gmm.dfc", Some(TargetSpec::Gmm), 2);
+    let dw = weights_file(&dir, "dw.dfc", TargetSpec::preset("dw20"), 20);
+    ok(&["plot", gmm.to_str().unwrap(), "--n", "500"]);
+    let svg = std::fs::read_to_string(dir.join("gmm.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<circle"));
+    let out = dir.join("m.svg");
+    ok(&[
+        "plot",
+        dw.to_str().unwrap(),
+        "--n",
+        "500",
+        "--coords",
+        "0,7,19",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let svg = std::fs::read_to_string(&out).unwrap();
+    assert!(svg.contains("x19") && svg.contains("<polyline"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The issue's CI check: `diffctl train` on gmm with a small budget, then
+/// `diffctl sample` on the exported file reproduces, bit for bit, the samples
+/// of the trainer's final evaluation (seed = the training seed, indices from 0).
+#[test]
+fn train_then_sample_reproduces_the_final_evaluation() {
+    use diffctl_trainer::train::{train, RunOptions, TrainConfig};
+
+    let dir = temp_dir("train");
+    let weights = dir.join("gmm.dfc");
+    let checkpoint = dir.join("gmm.ckpt");
+    let svg = dir.join("gmm.svg");
+    let (w, c, s) = (
+        weights.to_str().unwrap(),
+        checkpoint.to_str().unwrap(),
+        svg.to_str().unwrap(),
+    );
+    let args = [
+        "train",
+        "--target",
+        "gmm",
+        "--iterations",
+        "20",
+        "--batch",
+        "32",
+        "--steps",
+        "20",
+        "--channels",
+        "16",
+        "--layers",
+        "3",
+        "--threads",
+        "2",
+        "--eval-every",
+        "10",
+        "--eval-samples",
+        "256",
+        "--seed",
+        "3",
+        "--out",
+        w,
+        "--checkpoint",
+        c,
+        "--plot",
+        s,
+    ];
+    let report = ok(&args);
+    assert!(
+        report.contains("log Z_is") && report.contains(w),
+        "{report}"
+    );
+    assert!(checkpoint.exists() && svg.exists());
+    assert!(!dir.join("gmm.dfc.tmp").exists());
+
+    // The library, with the same settings, trains the same weights.
+    let cfg = TrainConfig {
+        target: TargetSpec::Gmm,
+        iterations: 20,
+        batch: 32,
+        steps: 20,
+        channels: 16,
+        layers: 3,
+        threads: 2,
+        eval_every: 10,
+        eval_samples: 256,
+        seed: 3,
+        ..TrainConfig::default()
+    };
+    let outcome = train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+    let written = std::fs::read(&weights).unwrap();
+    assert_eq!(written, outcome.weights);
+
+    let hex = ok(&["sample", w, "--n", "256", "--seed", "3", "--format", "hex"]);
+    let got: Vec<u32> = hex_bits(&hex).concat();
+    let want: Vec<u32> = outcome.samples.xs.iter().map(|v| v.to_bits()).collect();
+    assert_eq!(got, want);
+
+    // Resuming a finished run from its checkpoint gives the same file.
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    ok(&resume);
+    assert_eq!(std::fs::read(&weights).unwrap(), written);
+
+    // A settings file, overridden by flags. (Explicit steps through the
+    // wells' cubic score need K >= ~50 at delta = 4: keep the wells gentle.)
+    let config = dir.join("run.toml");
+    std::fs::write(
+        &config,
+        "target = { name = \"mw5\", dim = 2, wells = 1, delta = 1.0 }\nbatch = 16\n\
+         steps = 30\niterations = 3\nchannels = 8\nlayers = 3\neval_every = 0\n\
+         eval_samples = 64\n",
+    )
+    .unwrap();
+    let out2 = dir.join("mw.dfc");
+    ok(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--iterations",
+        "2",
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    let header = Model::parse(&std::fs::read(&out2).unwrap()).unwrap().header;
+    assert_eq!(
+        header.target,
+        Some(TargetSpec::MultiWell {
+            d: 2,
+            w: 1,
+            delta: 1.0
+        })
+    );
+    assert_eq!((header.steps, header.shape.channels), (30, 8));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn divergence_is_an_error() {
+    let dir = temp_dir("diverge");
+    let out = diffctl(&[
+        "train",
+        "--target",
+        "gmm",
+        "--lr",
+        "1e30",
+        "--iterations",
+        "20",
+        "--batch",
+        "8",
+        "--steps",
+        "5",
+        "--channels",
+        "8",
+        "--layers",
+        "3",
+        "--eval-every",
+        "0",
+        "--out",
+        dir.join("x.dfc").to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: training diverged at iteration "),
+        "{err}"
+    );
+    assert!(!dir.join("x.dfc").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
