@@ -24,6 +24,10 @@
 //! `libm` (pure Rust, identical results everywhere), no fused multiply-add is
 //! used, and every reduction has a fixed order (see [`kernels`]).
 //!
+//! The guarantee covers finite samples. A model that diverges produces NaN,
+//! and the sign and payload bits of a NaN are not specified by IEEE 754 (x86_64
+//! and wasm32 under V8 differ): check `is_finite` before comparing bits.
+//!
 //! ## Example: sample a weights file with dimensions known at run time
 //!
 //! ```

@@ -170,20 +170,42 @@ impl NetworkShape {
             .chain(score.into_iter().take(score_len))
     }
 
-    /// Total number of parameters (call [`NetworkShape::validate`] first).
-    pub fn param_count(&self) -> usize {
-        self.params().map(|p| p.len()).sum()
+    /// Total number of parameters, the sum of [`NetworkShape::params`]'
+    /// sizes (call [`NetworkShape::validate`] first). `const`, so devices can
+    /// size their buffers at compile time.
+    pub const fn param_count(&self) -> usize {
+        let (d, c, h) = (
+            self.d as usize,
+            self.channels as usize,
+            self.layers as usize - 2,
+        );
+        let time = c + (2 * c * c + c) + (c * c + c);
+        let state = c * d + c;
+        let hidden = h * (c * c + c);
+        let out = d * c + d;
+        let score = if self.score_term {
+            (2 * c * c + c) + c + 1
+        } else {
+            0
+        };
+        time + state + hidden + out + score
     }
 
     /// Floats of per-time cache: `e_t` and `s(t)`.
-    pub fn time_cache_len(&self) -> usize {
+    pub const fn time_cache_len(&self) -> usize {
         self.channels as usize + 1
     }
 
     /// Floats of scratch for one evaluation: `2C` features and two `C` buffers,
     /// plus two `d` buffers for the prior and target scores.
-    pub fn scratch_len(&self) -> usize {
+    pub const fn scratch_len(&self) -> usize {
         4 * self.channels as usize + 2 * self.d as usize
+    }
+
+    /// Floats of work buffer a [`crate::integrate::Sampler`] driving this
+    /// network needs (its `work_len`), whatever the batch size.
+    pub const fn sampler_work_len(&self) -> usize {
+        self.time_cache_len() + self.scratch_len() + 2 * self.d as usize
     }
 }
 
@@ -551,6 +573,51 @@ impl<T: Target> Control for NetworkControl<'_, T> {
             .zip(target_score.iter())
         {
             *o += coef * ((1.0 - lambda) * p + lambda * q);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::Control;
+    use crate::target::{IsotropicGaussian, Prior};
+
+    #[test]
+    fn const_sizes_match_the_parameter_list_and_the_sampler() {
+        for (d, c, layers, score_term) in [
+            (2, 64, 4, true),
+            (50, 64, 4, false),
+            (1, 2, 2, true),
+            (7, 5, 9, true),
+        ] {
+            let shape = NetworkShape {
+                d,
+                channels: c,
+                layers,
+                score_term,
+            };
+            assert_eq!(
+                shape.param_count(),
+                shape.params().map(|p| p.len()).sum::<usize>()
+            );
+            let flat = [0.0f32; 4096];
+            if shape.param_count() <= flat.len() {
+                let net = NetworkRef::from_flat(shape, &flat[..shape.param_count()]).unwrap();
+                let prior = Prior::Isotropic(IsotropicGaussian {
+                    d: d as usize,
+                    nu: 1.0,
+                });
+                let target = Some(IsotropicGaussian {
+                    d: d as usize,
+                    nu: 1.0,
+                });
+                let control = NetworkControl::new(net, Sde::default(), prior, target).unwrap();
+                assert_eq!(
+                    control.time_cache_len() + control.scratch_len() + 2 * d as usize,
+                    shape.sampler_work_len()
+                );
+            }
         }
     }
 }
