@@ -1,0 +1,119 @@
+//! Issue 5's benchmark: trains DIS (log-variance loss) on the built-in
+//! targets with stated budgets and prints one table of what the runtime
+//! measures on the exported weights.
+//!
+//! `cargo bench --bench dis_targets [-- TARGET ...]` (default: gmm funnel mw5 dw20).
+//! Writes `benches/results/dis_targets.md` and `.csv` too.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use diffctl_runtime::prelude::*;
+use diffctl_trainer::train::{train, RunOptions, TrainConfig};
+
+/// The budget of each target: a config that fits in about 10 minutes on
+/// this 2-core machine.
+fn config(name: &str) -> TrainConfig {
+    let base = TrainConfig {
+        target: TargetSpec::preset(name).expect("known preset"),
+        integrator: Integrator::Exponential,
+        eval_every: 0,
+        eval_samples: 100_000,
+        checkpoint_every: 0,
+        seed: 0,
+        ..TrainConfig::default()
+    };
+    match name {
+        "gmm" => TrainConfig {
+            iterations: 3000,
+            ..base
+        },
+        "funnel" => TrainConfig {
+            iterations: 3000,
+            ..base
+        },
+        "mw5" => TrainConfig {
+            iterations: 3000,
+            ..base
+        },
+        "dw20" => TrainConfig {
+            iterations: 2500,
+            ..base
+        },
+        _ => TrainConfig {
+            iterations: 2000,
+            ..base
+        },
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let targets: Vec<&str> = if args.is_empty() {
+        vec!["gmm", "funnel", "mw5", "dw20"]
+    } else {
+        args.iter().map(String::as_str).collect()
+    };
+    let mut md = String::from(
+        "| target | iterations | batch | K | integrator | wall time (s) | log Z_is err | log Z_lb err | ESS | E|x|^2 err | E|x|_1 err | smallest mode share / expected |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut csv = String::from("target,iterations,batch,steps,integrator,seconds,log_z_is_err,log_z_lb_err,ess,sq_norm_err,abs_norm_err,worst_mode_ratio\n");
+    for name in targets {
+        let cfg = config(name);
+        let started = Instant::now();
+        let out = train(&cfg, &RunOptions::default(), &mut |p| {
+            if p.iteration % 500 == 0 {
+                eprintln!(
+                    "{name}: iteration {} loss {:.4} ({:.0} s)",
+                    p.iteration,
+                    p.loss,
+                    p.elapsed.as_secs_f64()
+                );
+            }
+        })
+        .expect("training succeeds");
+        let secs = started.elapsed().as_secs_f64();
+        let r = &out.report;
+        eprintln!("{name}:\n{r}");
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:+.3}"));
+        let worst = r
+            .worst_mode_ratio()
+            .map_or("-".to_string(), |x| format!("{x:.2}"));
+        writeln!(
+            md,
+            "| {name} | {} | {} | {} | {:?} | {secs:.0} | {} | {} | {:.3} | {} | {} | {worst} |",
+            out.iterations,
+            cfg.batch,
+            cfg.steps,
+            cfg.integrator,
+            f(r.log_z_is_error()),
+            f(r.log_z_lb_error()),
+            r.estimates.ess,
+            f(r.sq_norm.error()),
+            f(r.abs_norm.error()),
+        )
+        .unwrap();
+        writeln!(
+            csv,
+            "{name},{},{},{},{:?},{secs:.1},{},{},{:.4},{},{},{worst}",
+            out.iterations,
+            cfg.batch,
+            cfg.steps,
+            cfg.integrator,
+            f(r.log_z_is_error()),
+            f(r.log_z_lb_error()),
+            r.estimates.ess,
+            f(r.sq_norm.error()),
+            f(r.abs_norm.error()),
+        )
+        .unwrap();
+    }
+    println!("{md}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+    std::fs::create_dir_all(&dir).expect("results directory");
+    std::fs::write(dir.join("dis_targets.md"), &md).expect("write markdown");
+    std::fs::write(dir.join("dis_targets.csv"), &csv).expect("write csv");
+}
