@@ -214,14 +214,7 @@ impl Rollout {
                 Some(acc) => g.add(acc, term),
                 None => term,
             });
-            for (((xr, wr), xir), cost) in x
-                .chunks_exact_mut(d)
-                .zip(w_bar.chunks_exact(d))
-                .zip(xi.chunks_exact(d))
-                .zip(costs.iter_mut())
-            {
-                advance(&step, xr, wr, xir, Some(cost));
-            }
+            advance_paths(&step, d, &mut x, &w_bar, &xi, &mut costs);
         }
         self.finish(&x, &mut costs);
         let linear = linear.expect("at least one step");
@@ -282,14 +275,7 @@ impl Rollout {
                 }
                 CostForm::Discrete => {}
             }
-            for (((xr, wr), xir), cost) in x_val
-                .chunks_exact_mut(d)
-                .zip(w_val.chunks_exact(d))
-                .zip(xi.chunks_exact(d))
-                .zip(costs.iter_mut())
-            {
-                advance(&step, xr, wr, xir, Some(cost));
-            }
+            advance_paths(&step, d, &mut x_val, &w_val, &xi, &mut costs);
             x = x_next;
         }
         // The tape's x and the runtime arithmetic's x agree to rounding; the
@@ -328,6 +314,26 @@ impl Rollout {
             r = g.add(r, t);
         }
         ShardOutput { r, costs }
+    }
+}
+
+/// Advances every path of a shard by one step with the runtime's arithmetic,
+/// accumulating both path costs.
+fn advance_paths(
+    step: &Step,
+    d: usize,
+    x: &mut [f32],
+    w: &[f32],
+    xi: &[f32],
+    costs: &mut [PathCost],
+) {
+    for (((xr, wr), xir), cost) in x
+        .chunks_exact_mut(d)
+        .zip(w.chunks_exact(d))
+        .zip(xi.chunks_exact(d))
+        .zip(costs.iter_mut())
+    {
+        advance(step, xr, wr, xir, Some(cost));
     }
 }
 
