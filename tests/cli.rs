@@ -604,3 +604,19 @@ fn divergence_is_an_error() {
     assert!(!dir.join("x.dfc").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `diffctl demo --quick`: the README's main job on a smoke-test budget
+/// (about 20 s), end to end.
+#[test]
+fn quick_demo_writes_weights_and_plot() {
+    let dir = temp_dir("demo");
+    let text = ok(&["demo", "--quick", "--dir", dir.to_str().unwrap()]);
+    assert!(text.contains("summary          log Z error"), "{text}");
+    let bytes = std::fs::read(dir.join("gmm.dfc")).unwrap();
+    let header = Model::parse(&bytes).unwrap().header;
+    assert_eq!(header.target, Some(TargetSpec::Gmm));
+    assert!(std::fs::read_to_string(dir.join("gmm.svg"))
+        .unwrap()
+        .starts_with("<svg"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
