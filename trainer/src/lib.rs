@@ -2,6 +2,9 @@
 //! and data-parallel gradient evaluation.
 
 pub mod autodiff;
+pub mod data;
+pub mod dsm;
+pub mod elbo;
 pub mod eval;
 pub mod losses;
 pub mod network;

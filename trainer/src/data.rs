@@ -1,0 +1,793 @@
+//! Data for denoising score matching (MATH.md §7): `n x d` sample sets read
+//! from CSV or `.npy` files, and built-in generators (2-d toy sets and exact
+//! samples of the runtime's built-in targets).
+//!
+//! Every reader error is one line naming the file's problem: the line of a
+//! ragged or unparsable CSV row, the row and column of a NaN or infinity, an
+//! empty file, a dimension other than the expected one.
+//!
+//! Generators are deterministic: sample `i` under seed `s` is drawn from the
+//! runtime's stream `(s, i)` alone, so it does not depend on `n`.
+
+use std::path::Path;
+
+use diffctl_runtime::normal::{normal_pair, stream, PathRng};
+use diffctl_runtime::target::{Builtin, MultiWell, TargetSpec};
+use rand_core::Rng;
+use serde::{Deserialize, Serialize};
+
+/// `n` samples of dimension `d`, row-major, all finite.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub d: usize,
+    /// `n x d` values, row-major.
+    pub xs: Vec<f32>,
+}
+
+impl Dataset {
+    /// Checks `d >= 1`, `xs.len()` a positive multiple of `d` and every value finite.
+    pub fn new(d: usize, xs: Vec<f32>) -> Result<Self, String> {
+        if d == 0 {
+            return Err("dimension must be at least 1".into());
+        }
+        if xs.is_empty() {
+            return Err("no samples".into());
+        }
+        if xs.len() % d != 0 {
+            return Err(format!("{} values do not form rows of d = {d}", xs.len()));
+        }
+        if let Some(k) = xs.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "row {}, column {} is {} (NaN and infinities are not data)",
+                k / d + 1,
+                k % d + 1,
+                xs[k]
+            ));
+        }
+        Ok(Self { d, xs })
+    }
+
+    /// Number of samples `n`.
+    pub fn len(&self) -> usize {
+        self.xs.len() / self.d
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.xs.is_empty()
+    }
+
+    /// Sample `i` (length `d`).
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.xs[i * self.d..(i + 1) * self.d]
+    }
+
+    /// Fails unless the data has dimension `d` (e.g. a model's).
+    pub fn expect_dim(&self, d: usize) -> Result<(), String> {
+        if self.d != d {
+            return Err(format!("data has d = {}, expected d = {d}", self.d));
+        }
+        Ok(())
+    }
+
+    /// A deterministic random split into `(train, validation)`: a
+    /// Fisher–Yates permutation under `seed`, the first
+    /// `round(fraction n)` samples (at least 1, at most `n - 1`) for validation.
+    pub fn split(&self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset), String> {
+        let n = self.len();
+        if n < 2 {
+            return Err(format!(
+                "{n} sample(s): a validation split needs at least 2"
+            ));
+        }
+        if !(fraction.is_finite() && fraction > 0.0 && fraction < 1.0) {
+            return Err(format!(
+                "validation fraction must be in (0, 1), got {fraction}"
+            ));
+        }
+        let n_val = ((fraction * n as f64).round() as usize).clamp(1, n - 1);
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut rng = stream(seed, u64::MAX - 7);
+        for i in (1..n).rev() {
+            let j = uniform_index(&mut rng, i + 1);
+            order.swap(i, j);
+        }
+        let take = |idx: &[usize]| Dataset {
+            d: self.d,
+            xs: idx
+                .iter()
+                .flat_map(|&i| self.row(i).iter().copied())
+                .collect(),
+        };
+        Ok((take(&order[n_val..]), take(&order[..n_val])))
+    }
+
+    /// The first `n` samples (all of them if there are fewer).
+    pub fn head(&self, n: usize) -> Dataset {
+        Dataset {
+            d: self.d,
+            xs: self.xs[..n.min(self.len()) * self.d].to_vec(),
+        }
+    }
+
+    /// Per-coordinate mean and standard deviation (f64 accumulation).
+    pub fn moments(&self) -> (Vec<f64>, Vec<f64>) {
+        let n = self.len() as f64;
+        let mut mean = vec![0.0; self.d];
+        for x in self.xs.chunks_exact(self.d) {
+            for (m, &v) in mean.iter_mut().zip(x) {
+                *m += v as f64 / n;
+            }
+        }
+        let mut var = vec![0.0; self.d];
+        for x in self.xs.chunks_exact(self.d) {
+            for ((s, &v), m) in var.iter_mut().zip(x).zip(&mean) {
+                *s += (v as f64 - m).powi(2) / n;
+            }
+        }
+        (mean, var.into_iter().map(f64::sqrt).collect())
+    }
+}
+
+/// Uniform index in `0..n` (Lemire's multiply-shift; bias below `n / 2^64`).
+pub(crate) fn uniform_index(rng: &mut PathRng, n: usize) -> usize {
+    ((rng.next_u64() as u128 * n as u128) >> 64) as usize
+}
+
+/// Uniform in `[0, 1)` with 53 bits.
+fn uniform(rng: &mut PathRng) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
+}
+
+/// Reads a sample file: `.npy` by extension (or by its magic bytes),
+/// otherwise CSV. `expect_d` checks the dimension. Errors start with the path.
+pub fn load(path: &Path, expect_d: Option<usize>) -> Result<Dataset, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let is_npy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+        || bytes.starts_with(NPY_MAGIC);
+    let parsed = if is_npy {
+        parse_npy(&bytes)
+    } else {
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| format!("not UTF-8 text (byte {})", e.valid_up_to()))?;
+        parse_csv(text)
+    };
+    let data = parsed.map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(d) = expect_d {
+        data.expect_dim(d)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(data)
+}
+
+/// Parses CSV text: one sample per line, values separated by commas (or
+/// semicolons, tabs, spaces). Blank lines and lines starting with `#` are
+/// skipped; a first line that is not numeric is taken as a header. Errors
+/// name the 1-based line.
+pub fn parse_csv(text: &str) -> Result<Dataset, String> {
+    let mut xs = Vec::new();
+    let mut d: Option<(usize, usize)> = None; // (d, line it was set on)
+    let mut first_content = true;
+    for (k, raw) in text.lines().enumerate() {
+        let line_no = k + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line
+            .split([',', ';', '\t', ' '])
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .collect();
+        // A first line of names only is a header.
+        if std::mem::take(&mut first_content) && fields.iter().all(|f| f.parse::<f64>().is_err()) {
+            continue;
+        }
+        match d {
+            None => d = Some((fields.len(), line_no)),
+            Some((d0, at)) if fields.len() != d0 => {
+                return Err(format!(
+                    "line {line_no} has {} values, line {at} has {d0} (ragged rows)",
+                    fields.len()
+                ))
+            }
+            _ => {}
+        }
+        for (j, f) in fields.iter().enumerate() {
+            let v: f64 = f
+                .parse()
+                .map_err(|_| format!("line {line_no}, column {}: {f:?} is not a number", j + 1))?;
+            if !v.is_finite() {
+                return Err(format!(
+                    "line {line_no}, column {}: {f} (NaN and infinities are not data)",
+                    j + 1
+                ));
+            }
+            let v32 = v as f32;
+            if !v32.is_finite() {
+                return Err(format!(
+                    "line {line_no}, column {}: {f} overflows f32",
+                    j + 1
+                ));
+            }
+            xs.push(v32);
+        }
+    }
+    let Some((d, _)) = d else {
+        return Err("no data rows (the file is empty)".into());
+    };
+    Dataset::new(d, xs)
+}
+
+const NPY_MAGIC: &[u8] = b"\x93NUMPY";
+
+/// Parses a NumPy `.npy` file (format 1.0, 2.0 or 3.0) holding a 2-d
+/// (`n x d`) or 1-d (`n x 1`) array of `f4` or `f8`, either byte order, C or
+/// Fortran order.
+pub fn parse_npy(bytes: &[u8]) -> Result<Dataset, String> {
+    if !bytes.starts_with(NPY_MAGIC) || bytes.len() < 10 {
+        return Err("not a .npy file (bad magic bytes)".into());
+    }
+    let major = bytes[6];
+    let (header_len, start) = match major {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        2 | 3 => {
+            if bytes.len() < 12 {
+                return Err(".npy header is truncated".into());
+            }
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
+        }
+        v => return Err(format!(".npy format version {v} is not supported")),
+    };
+    let end = start
+        .checked_add(header_len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or(".npy header is truncated")?;
+    let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| ".npy header is not text")?;
+    let descr = npy_field(header, "descr").ok_or(".npy header has no 'descr'")?;
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    let (size, big_endian) = match descr {
+        "<f4" | "=f4" | "f4" => (4, false),
+        ">f4" => (4, true),
+        "<f8" | "=f8" | "f8" => (8, false),
+        ">f8" => (8, true),
+        other => {
+            return Err(format!(
+                ".npy dtype {other} is not supported (need float32 or float64)"
+            ))
+        }
+    };
+    let fortran = match npy_field(header, "fortran_order") {
+        Some("True") => true,
+        Some("False") => false,
+        _ => return Err(".npy header has no valid 'fortran_order'".into()),
+    };
+    let shape = npy_field(header, "shape").ok_or(".npy header has no 'shape'")?;
+    let dims: Vec<usize> = shape
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!(".npy shape {shape} does not parse"))?;
+    let (n, d) = match dims[..] {
+        [n] => (n, 1),
+        [n, d] => (n, d),
+        _ => {
+            return Err(format!(
+                ".npy array has shape {shape}: need n x d (2-d) or n (1-d)"
+            ))
+        }
+    };
+    if n == 0 || d == 0 {
+        return Err(format!(".npy array has shape {shape}: no data (empty)"));
+    }
+    let count = n.checked_mul(d).ok_or(".npy shape overflows")?;
+    let payload = &bytes[end..];
+    let needed = count.checked_mul(size).ok_or(".npy shape overflows")?;
+    if payload.len() != needed {
+        return Err(format!(
+            ".npy data has {} bytes, shape {shape} of {descr} needs {needed}",
+            payload.len()
+        ));
+    }
+    let value = |k: usize| -> f64 {
+        let b = &payload[k * size..(k + 1) * size];
+        if size == 4 {
+            let a = [b[0], b[1], b[2], b[3]];
+            f32::from_bits(if big_endian {
+                u32::from_be_bytes(a)
+            } else {
+                u32::from_le_bytes(a)
+            }) as f64
+        } else {
+            let a = [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
+            f64::from_bits(if big_endian {
+                u64::from_be_bytes(a)
+            } else {
+                u64::from_le_bytes(a)
+            })
+        }
+    };
+    let mut xs = Vec::with_capacity(count);
+    for i in 0..n {
+        for j in 0..d {
+            // C order: element (i, j) at i d + j; Fortran order: at j n + i.
+            let v = value(if fortran { j * n + i } else { i * d + j });
+            let v32 = v as f32;
+            if !v32.is_finite() {
+                let what = if v.is_nan() {
+                    "NaN".to_string()
+                } else if v.is_infinite() {
+                    format!("{v}")
+                } else {
+                    format!("{v} (overflows f32)")
+                };
+                return Err(format!(
+                    "row {}, column {} is {what} (NaN and infinities are not data)",
+                    i + 1,
+                    j + 1
+                ));
+            }
+            xs.push(v32);
+        }
+    }
+    Dataset::new(d, xs)
+}
+
+/// The raw value text of `key` in a `.npy` header dict (`{'descr': '<f4', ...}`).
+fn npy_field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let pat_single = format!("'{key}'");
+    let pat_double = format!("\"{key}\"");
+    let at = header
+        .find(&pat_single)
+        .map(|i| i + pat_single.len())
+        .or_else(|| header.find(&pat_double).map(|i| i + pat_double.len()))?;
+    let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+    let end = if rest.starts_with('(') {
+        rest.find(')')? + 1
+    } else {
+        rest.find([',', '}']).unwrap_or(rest.len())
+    };
+    Some(rest[..end].trim())
+}
+
+/// Writes `data` as CSV text (one sample per line, shortest round-trip floats).
+pub fn to_csv(data: &Dataset) -> String {
+    let mut out = String::new();
+    for x in data.xs.chunks_exact(data.d) {
+        let row: Vec<String> = x.iter().map(|v| format!("{v}")).collect();
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// Encodes `data` as a little-endian `f4` `.npy` file (format 1.0).
+pub fn to_npy(data: &Dataset) -> Vec<u8> {
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+        data.len(),
+        data.d
+    );
+    // Pad with spaces so that magic + version + length + header + '\n' is a multiple of 64.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = NPY_MAGIC.to_vec();
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in &data.xs {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// A built-in data generator.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Toy {
+    /// Two interleaved half circles (scikit-learn's `make_moons`, noise 0.1),
+    /// scaled by 2 and centred: `2 (p - (0.5, 0.25))`.
+    TwoMoons,
+    /// A 4 x 4 checkerboard on `[-4, 4]^2`: uniform on its 8 dark squares of side 2.
+    Checkerboard,
+    /// 8 Gaussians of std 0.5 / sqrt 2 at radius 4 / sqrt 2 on a circle.
+    EightGaussians,
+    /// The swiss roll `t (cos t, sin t) / 5`, `t ~ U(1.5 pi, 4.5 pi)`, noise 0.2.
+    SwissRoll,
+    /// Exact samples of a built-in target (`gmm`, `funnel`, multi-well).
+    Target(TargetSpec),
+}
+
+impl Toy {
+    /// Names accepted by [`Toy::by_name`] besides the target presets.
+    pub const NAMES: [&'static str; 4] = ["moons", "checkerboard", "8gaussians", "swissroll"];
+
+    /// `moons`, `checkerboard`, `8gaussians`, `swissroll`, or a target preset
+    /// (`gmm`, `funnel`, `mw5`, `dw20`, `mw50`).
+    pub fn by_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "moons" | "two-moons" => Toy::TwoMoons,
+            "checkerboard" => Toy::Checkerboard,
+            "8gaussians" | "eight-gaussians" => Toy::EightGaussians,
+            "swissroll" | "swiss-roll" => Toy::SwissRoll,
+            other => Toy::Target(TargetSpec::preset(other)?),
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        match self {
+            Toy::Target(t) => t.dim(),
+            _ => 2,
+        }
+    }
+
+    /// `n` samples under `seed` (sample `i` from stream `(seed, i)`).
+    pub fn generate(&self, n: usize, seed: u64) -> Result<Dataset, String> {
+        if n == 0 {
+            return Err("the number of samples must be at least 1".into());
+        }
+        let d = self.dim();
+        let mut xs = vec![0.0f32; n * d];
+        match self {
+            Toy::Target(spec) => {
+                spec.validate().map_err(|e| e.to_string())?;
+                let sampler = TargetSampler::new(spec);
+                for (i, x) in xs.chunks_exact_mut(d).enumerate() {
+                    sampler.sample(&mut stream(seed, i as u64), x);
+                }
+            }
+            toy => {
+                for (i, x) in xs.chunks_exact_mut(2).enumerate() {
+                    let p = toy_point(*toy, &mut stream(seed, i as u64));
+                    x[0] = p[0] as f32;
+                    x[1] = p[1] as f32;
+                }
+            }
+        }
+        Dataset::new(d, xs)
+    }
+}
+
+fn normal(rng: &mut PathRng) -> f64 {
+    normal_pair(rng).0 as f64
+}
+
+/// One point of a 2-d toy set (f64).
+fn toy_point(toy: Toy, rng: &mut PathRng) -> [f64; 2] {
+    use std::f64::consts::{FRAC_1_SQRT_2, PI};
+    match toy {
+        Toy::TwoMoons => {
+            let theta = PI * uniform(rng);
+            let (c, s) = (theta.cos(), theta.sin());
+            let p = if rng.next_u64() & 1 == 0 {
+                [c, s]
+            } else {
+                [1.0 - c, 0.5 - s]
+            };
+            let (a, b) = normal_pair(rng);
+            [
+                2.0 * (p[0] + 0.1 * a as f64 - 0.5),
+                2.0 * (p[1] + 0.1 * b as f64 - 0.25),
+            ]
+        }
+        Toy::Checkerboard => {
+            // x1 ~ U(-4, 4); x2 in the squares of the other parity.
+            let x1 = 8.0 * uniform(rng) - 4.0;
+            let col = (x1 / 2.0).floor() as i64; // -2..=1
+            let row = 2 * uniform_index(rng, 2) as i64 + (col + 1).rem_euclid(2); // 0..=3
+            let x2 = -4.0 + 2.0 * row as f64 + 2.0 * uniform(rng);
+            [x1, x2]
+        }
+        Toy::EightGaussians => {
+            let k = uniform_index(rng, 8) as f64;
+            let angle = PI / 4.0 * k;
+            let (a, b) = normal_pair(rng);
+            let r = 4.0 * FRAC_1_SQRT_2;
+            [
+                r * angle.cos() + 0.5 * FRAC_1_SQRT_2 * a as f64,
+                r * angle.sin() + 0.5 * FRAC_1_SQRT_2 * b as f64,
+            ]
+        }
+        Toy::SwissRoll => {
+            let t = 1.5 * PI * (1.0 + 2.0 * uniform(rng));
+            let (a, b) = normal_pair(rng);
+            [
+                (t * t.cos()) / 5.0 + 0.2 * a as f64,
+                (t * t.sin()) / 5.0 + 0.2 * b as f64,
+            ]
+        }
+        Toy::Target(_) => unreachable!("targets are sampled by TargetSampler"),
+    }
+}
+
+/// Exact sampler of a built-in target.
+enum TargetSampler {
+    /// Pick a component by weight, then its diagonal Gaussian.
+    Mixture(diffctl_runtime::target::GaussianMixture<'static>),
+    /// `x_1 ~ N(0, sigma^2)`, `x_i ~ N(0, e^{x_1})`.
+    Funnel { d: usize, sigma: f64 },
+    /// Well coordinates by inverting the tabulated CDF of
+    /// `exp(-(x^2 - delta)^2)`; the others `N(0, 1)`.
+    Wells {
+        d: usize,
+        w: usize,
+        table: WellTable,
+    },
+}
+
+/// CDF of `exp(-(x^2 - delta)^2)` on a uniform grid (trapezoidal rule), for
+/// inversion with linear interpolation (a piecewise-linear density between
+/// knots: with 2^16 knots the CDF error is far below f32 resolution).
+struct WellTable {
+    lo: f64,
+    h: f64,
+    cdf: Vec<f64>,
+}
+
+impl WellTable {
+    fn new(delta: f64) -> Self {
+        let half = (delta.max(0.0) + 6.0).sqrt();
+        let n = 1 << 16;
+        let h = 2.0 * half / n as f64;
+        let density = |x: f64| {
+            let e = x * x - delta;
+            (-e * e).exp()
+        };
+        let mut cdf = Vec::with_capacity(n + 1);
+        cdf.push(0.0);
+        let mut acc = 0.0;
+        for i in 0..n {
+            let (a, b) = (-half + i as f64 * h, -half + (i + 1) as f64 * h);
+            acc += 0.5 * h * (density(a) + density(b));
+            cdf.push(acc);
+        }
+        for c in &mut cdf {
+            *c /= acc;
+        }
+        Self { lo: -half, h, cdf }
+    }
+
+    fn invert(&self, u: f64) -> f64 {
+        let k = self
+            .cdf
+            .partition_point(|&c| c <= u)
+            .clamp(1, self.cdf.len() - 1);
+        let (c0, c1) = (self.cdf[k - 1], self.cdf[k]);
+        let frac = if c1 > c0 { (u - c0) / (c1 - c0) } else { 0.5 };
+        self.lo + (k as f64 - 1.0 + frac) * self.h
+    }
+}
+
+impl TargetSampler {
+    fn new(spec: &TargetSpec) -> Self {
+        match spec.build() {
+            Builtin::Mixture(m) => TargetSampler::Mixture(m),
+            Builtin::Funnel(f) => TargetSampler::Funnel {
+                d: f.d,
+                sigma: f.sigma as f64,
+            },
+            Builtin::MultiWell(MultiWell { d, w, delta }) => TargetSampler::Wells {
+                d,
+                w,
+                table: WellTable::new(delta as f64),
+            },
+        }
+    }
+
+    fn sample(&self, rng: &mut PathRng, x: &mut [f32]) {
+        match self {
+            TargetSampler::Mixture(m) => {
+                let total: f64 = m.weights.iter().map(|&w| w as f64).sum();
+                let mut u = uniform(rng) * total;
+                let mut k = m.components() - 1;
+                for (i, &w) in m.weights.iter().enumerate() {
+                    if u < w as f64 {
+                        k = i;
+                        break;
+                    }
+                    u -= w as f64;
+                }
+                let d = x.len();
+                for (j, xj) in x.iter_mut().enumerate() {
+                    let (mu, s) = (m.means[k * d + j] as f64, m.stds[k * d + j] as f64);
+                    *xj = (mu + s * normal(rng)) as f32;
+                }
+            }
+            TargetSampler::Funnel { d, sigma } => {
+                let x1 = sigma * normal(rng);
+                x[0] = x1 as f32;
+                let s = (0.5 * x1).exp();
+                for xj in &mut x[1..*d] {
+                    *xj = (s * normal(rng)) as f32;
+                }
+            }
+            TargetSampler::Wells { d, w, table } => {
+                for xj in &mut x[..*w] {
+                    *xj = table.invert(uniform(rng)) as f32;
+                }
+                for xj in &mut x[*w..*d] {
+                    *xj = normal(rng) as f32;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_reads_headers_comments_and_separators() {
+        let d = parse_csv("x,y\n# comment\n1,2\n\n3.5, -4e-1\n5\t6\n").unwrap();
+        assert_eq!(d.d, 2);
+        assert_eq!(d.xs, vec![1.0, 2.0, 3.5, -0.4, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn csv_errors_name_the_line_and_reason() {
+        let cases = [
+            ("1,2\n3,4\n5\n", "line 3 has 1 values, line 1 has 2"),
+            ("1,2\n3,nan\n", "line 2, column 2: nan"),
+            ("1,2\n3,inf\n", "line 2, column 2: inf"),
+            ("1,2\n3,abc\n", "line 2, column 2: \"abc\" is not a number"),
+            ("", "no data rows"),
+            ("# only a comment\n\n", "no data rows"),
+            ("a,b\n", "no data rows"),
+            ("1,1e39\n", "overflows f32"),
+        ];
+        for (text, needle) in cases {
+            let err = parse_csv(text).unwrap_err();
+            assert!(err.contains(needle), "{text:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    fn npy(descr: &str, fortran: bool, shape: &str, payload: &[u8]) -> Vec<u8> {
+        let header = format!(
+            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}\n",
+            if fortran { "True" } else { "False" }
+        );
+        let mut out = NPY_MAGIC.to_vec();
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn npy_reads_f4_f8_and_both_orders() {
+        let data = Dataset::new(2, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        assert_eq!(parse_npy(&to_npy(&data)).unwrap(), data);
+        let f8: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(parse_npy(&npy("<f8", false, "(3, 2)", &f8)).unwrap(), data);
+        // Fortran order stores columns: 1 3 5 | 2 4 6.
+        let cols: Vec<u8> = [1.0f64, 3.0, 5.0, 2.0, 4.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        assert_eq!(parse_npy(&npy(">f8", true, "(3, 2)", &cols)).unwrap(), data);
+        let one = parse_npy(&npy("<f4", false, "(2,)", &[0, 0, 128, 63, 0, 0, 0, 64])).unwrap();
+        assert_eq!((one.d, one.xs), (1, vec![1.0, 2.0]));
+    }
+
+    #[test]
+    fn npy_errors_name_the_reason() {
+        let nan: Vec<u8> = [1.0f32, f32::NAN]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let cases = [
+            (b"PK\x03\x04 not npy".to_vec(), "bad magic"),
+            (
+                npy("<i8", false, "(1, 2)", &[0; 16]),
+                "<i8 is not supported",
+            ),
+            (npy("<f4", false, "(2, 2, 2)", &[0; 32]), "need n x d"),
+            (npy("<f4", false, "(0, 2)", &[]), "empty"),
+            (npy("<f4", false, "(2, 2)", &[0; 12]), "has 12 bytes"),
+            (npy("<f4", false, "(1, 2)", &nan), "row 1, column 2 is NaN"),
+        ];
+        for (bytes, needle) in cases {
+            let err = parse_npy(&bytes).unwrap_err();
+            assert!(err.contains(needle), "{needle}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn load_checks_the_dimension_and_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("diffctl-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pts.csv");
+        std::fs::write(&path, "1,2,3\n4,5,6\n").unwrap();
+        let err = load(&path, Some(2)).unwrap_err();
+        assert!(
+            err.contains("pts.csv") && err.contains("data has d = 3, expected d = 2"),
+            "{err}"
+        );
+        assert_eq!(load(&path, Some(3)).unwrap().len(), 2);
+        let npy_path = dir.join("pts.npy");
+        std::fs::write(&npy_path, to_npy(&load(&path, None).unwrap())).unwrap();
+        assert_eq!(load(&npy_path, Some(3)).unwrap().xs[5], 6.0);
+        let missing = load(&dir.join("missing.csv"), None).unwrap_err();
+        assert!(missing.starts_with("cannot read"), "{missing}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn split_is_a_deterministic_partition() {
+        let data = Toy::EightGaussians.generate(1000, 3).unwrap();
+        let (train, val) = data.split(0.1, 5).unwrap();
+        assert_eq!((train.len(), val.len()), (900, 100));
+        assert_eq!(data.split(0.1, 5).unwrap().1, val);
+        let mut all: Vec<u32> = train
+            .xs
+            .iter()
+            .chain(&val.xs)
+            .map(|v| v.to_bits())
+            .collect();
+        let mut orig: Vec<u32> = data.xs.iter().map(|v| v.to_bits()).collect();
+        all.sort_unstable();
+        orig.sort_unstable();
+        assert_eq!(all, orig);
+    }
+
+    #[test]
+    fn target_samples_have_the_true_moments() {
+        use crate::eval::true_moments;
+        for name in ["gmm", "funnel", "mw5"] {
+            let spec = TargetSpec::preset(name).unwrap();
+            let n = 200_000;
+            let data = Toy::Target(spec).generate(n, 1).unwrap();
+            let sq: Vec<f64> = data
+                .xs
+                .chunks_exact(data.d)
+                .map(|x| x.iter().map(|&v| (v as f64).powi(2)).sum())
+                .collect();
+            let mean = sq.iter().sum::<f64>() / n as f64;
+            let var = sq.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+            let (truth, _) = true_moments(&spec);
+            let se = (var / n as f64).sqrt();
+            assert!(
+                (mean - truth).abs() < 5.0 * se,
+                "{name}: E|x|^2 {mean} vs {truth} (se {se})"
+            );
+        }
+    }
+
+    #[test]
+    fn toys_are_deterministic_and_shaped() {
+        for name in Toy::NAMES {
+            let toy = Toy::by_name(name).unwrap();
+            let a = toy.generate(500, 2).unwrap();
+            assert_eq!(a, toy.generate(500, 2).unwrap());
+            // Sample i does not depend on n.
+            assert_eq!(a.head(100), toy.generate(100, 2).unwrap());
+            let (mean, std) = a.moments();
+            assert!(
+                mean.iter().all(|m| m.abs() < 1.0) && std.iter().all(|s| (0.5..4.0).contains(s)),
+                "{name}: {mean:?} {std:?}"
+            );
+        }
+        // Checkerboard: every point in a square of the right parity.
+        let c = Toy::Checkerboard.generate(2000, 1).unwrap();
+        for x in c.xs.chunks_exact(2) {
+            let (i, j) = ((x[0] / 2.0).floor() as i64, (x[1] / 2.0).floor() as i64);
+            assert_eq!((i + j).rem_euclid(2), 1, "{x:?}");
+        }
+    }
+}

@@ -1,0 +1,729 @@
+//! Denoising score matching (MATH.md §7): fit the control network to samples.
+//!
+//! With data `Y_0`, the VP reference SDE and `std(s) = sqrt(1 - e^{-2A(s)})`,
+//!
+//! ```text
+//! Y_s  = e^{-A(s)} Y_0 + std(s) xi,                 xi ~ N(0, I)
+//! L    = 1/(T - eps) int_eps^T E| u(Y_s, T - s) + sigma(s) xi / std(s) |^2 ds / d
+//! ```
+//!
+//! `sigma(s) = sqrt(beta(s))`. The regression target `-sigma xi / std` is
+//! `sigma(s) grad log p(Y_s | Y_0)`, so the minimiser is the scaled score
+//! `u*(x, t) = sigma_bar(t) grad log p_{Y_{T-t}}(x)`: the optimal control of
+//! MATH.md §3, which the runtime then samples from `N(0, I)` like any other.
+//!
+//! **Time sampling.** The network's time features take one time per call, so
+//! a batch of `B` samples is split into `M` groups (default 16) of `B / M`
+//! samples sharing one time: one time embedding per group, stratified so that
+//! the `M` times cover the whole interval in every batch. The integrand of `L`
+//! has a term of size `beta / std^2` (the target's own variance) that grows
+//! like `1/s` near `s = 0`; drawing `s` uniformly leaves the gradient
+//! dominated by the few samples near `eps`. [`TimeSampling::Importance`]
+//! (the default) draws `s` from `q(s) = (beta / std^2) / Z` instead (Song et
+//! al. 2021, "Maximum likelihood training of score-based diffusion models")
+//! and weights each sample by `1 / ((T - eps) q(s))`: the *same* `L` and the
+//! same gradient in expectation, with per-sample terms
+//! `Z / (T - eps) |std/sigma u + xi|^2` of bounded variance.
+//! `q`'s CDF is closed form: `G(s) = log(e^{2A(s)} - 1)`, `G' = beta / std^2`.
+//!
+//! **Validation.** A held-out split (10 % by default) is scored every
+//! `validate_every` iterations with the EMA parameters through the runtime
+//! network (what ships), with per-point times and noise drawn once, so the
+//! values are comparable across iterations. The best EMA parameters are kept;
+//! training stops early after `patience` validations without improvement.
+//!
+//! **Determinism.** Iteration `k` draws its data indices, noise and times from
+//! streams of a seed derived from `(seed, k)`; the batch is split over a fixed
+//! number of threads with gradients reduced in thread order
+//! ([`DataParallel::run_sum`]). A fixed seed and thread count give
+//! bit-identical weights.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use diffctl_runtime::network::NetworkRef;
+use diffctl_runtime::normal::{fill_normals, stream};
+use diffctl_runtime::prelude::*;
+use diffctl_runtime::weights::encode;
+use rand_core::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::autodiff::{Graph, Mode, Params, Var};
+use crate::data::{uniform_index, Dataset};
+use crate::eval;
+use crate::network::{BoundNetwork, Network};
+use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema, LrSchedule};
+use crate::parallel::{shard_ranges, DataParallel};
+
+/// How the reference times `s` of the DSM loss are drawn (both estimate the
+/// same loss `L` of MATH.md §7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeSampling {
+    /// `s ~ U(eps, T)`, weight 1: MATH.md §7 literally.
+    Uniform,
+    /// `s ~ q(s) ∝ beta(s) / std(s)^2`, weight `1 / ((T - eps) q(s))`.
+    #[default]
+    Importance,
+}
+
+/// Everything that determines a fit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FitConfig {
+    /// The reference SDE (VP only).
+    pub sde: Sde,
+    pub channels: u32,
+    pub layers: u32,
+    pub batch: usize,
+    /// Distinct times per batch (`M`): groups of `batch / M` samples.
+    pub time_groups: usize,
+    pub time_sampling: TimeSampling,
+    /// Smallest reference time `eps` of the loss.
+    pub eps: f64,
+    pub iterations: usize,
+    /// Peak learning rate (after a linear warm-up), decayed by a cosine to `lr_final`.
+    pub lr: f32,
+    pub lr_final: f32,
+    pub warmup: usize,
+    /// Global gradient-norm clip.
+    pub clip: f32,
+    /// Decay of the exponential moving average (the validated and exported weights).
+    pub ema_decay: f32,
+    /// Share of the data held out for validation, in `(0, 1)`.
+    pub validation_fraction: f64,
+    /// Validate every this many iterations (and at the end).
+    pub validate_every: usize,
+    /// Stop after this many validations without improvement (0: never stop early).
+    pub patience: usize,
+    pub seed: u64,
+    pub threads: usize,
+    /// Default sampling steps `K`, grid and integrator written to the header.
+    pub steps: usize,
+    pub grid: TimeGrid,
+    pub integrator: Integrator,
+    /// Storage type of the exported weights.
+    pub dtype: Dtype,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        Self {
+            sde: Sde::default(),
+            channels: 64,
+            layers: 4,
+            batch: 1024,
+            time_groups: 16,
+            time_sampling: TimeSampling::default(),
+            eps: 1e-3,
+            iterations: 4000,
+            lr: 2e-3,
+            lr_final: 1e-5,
+            warmup: 100,
+            clip: 10.0,
+            ema_decay: 0.999,
+            validation_fraction: 0.1,
+            validate_every: 100,
+            patience: 10,
+            seed: 0,
+            threads: eval::default_threads(),
+            steps: 100,
+            grid: TimeGrid::Uniform,
+            integrator: Integrator::EulerMaruyama,
+            dtype: Dtype::F32,
+        }
+    }
+}
+
+impl FitConfig {
+    /// The weights-file header of a model of `d`-dimensional data.
+    pub fn header(&self, d: usize) -> Header {
+        Header {
+            sampler: SamplerKind::Dsm,
+            shape: NetworkShape {
+                d: d as u32,
+                channels: self.channels,
+                layers: self.layers,
+                score_term: false,
+            },
+            sde: self.sde,
+            grid: self.grid,
+            steps: self.steps as u32,
+            integrator: self.integrator,
+            prior_nu: 1.0,
+            target: None,
+            dtype: self.dtype,
+        }
+    }
+
+    /// Checks every setting; the message names the bad one.
+    pub fn validate(&self, d: usize) -> Result<(), String> {
+        for (name, v) in [
+            ("batch", self.batch),
+            ("time_groups", self.time_groups),
+            ("iterations", self.iterations),
+            ("threads", self.threads),
+            ("steps", self.steps),
+            ("validate_every", self.validate_every),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.time_groups > self.batch {
+            return Err(format!(
+                "time_groups ({}) must not exceed batch ({})",
+                self.time_groups, self.batch
+            ));
+        }
+        for (name, v) in [
+            ("lr", self.lr),
+            ("lr_final", self.lr_final),
+            ("clip", self.clip),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} must be finite and positive, got {v}"));
+            }
+        }
+        if !(self.ema_decay.is_finite() && (0.0..1.0).contains(&self.ema_decay)) {
+            return Err(format!(
+                "ema_decay must be in [0, 1), got {}",
+                self.ema_decay
+            ));
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
+            return Err(format!(
+                "validation_fraction must be in (0, 1), got {}",
+                self.validation_fraction
+            ));
+        }
+        if !self.sde.is_vp() {
+            return Err("denoising score matching needs a VP SDE".into());
+        }
+        let t_end = self.sde.t_end() as f64;
+        if !(self.eps.is_finite() && self.eps > 0.0 && self.eps < t_end) {
+            return Err(format!("eps must be in (0, T), got {}", self.eps));
+        }
+        self.header(d).validate().map_err(|e| e.to_string())?;
+        diffctl_runtime::integrate::Scheme::new(&self.sde, self.integrator)
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// Reported after every iteration.
+#[derive(Clone, Debug)]
+pub struct FitProgress {
+    /// Iterations done so far.
+    pub iteration: usize,
+    pub iterations: usize,
+    /// This iteration's batch estimate of the DSM loss.
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub lr: f32,
+    /// Validation loss of this iteration, when it validated.
+    pub validation_loss: Option<f64>,
+    pub best_validation_loss: f64,
+    pub elapsed: Duration,
+}
+
+/// What a fit produced: the best validated EMA parameters.
+#[derive(Clone, Debug)]
+pub struct FitOutcome {
+    pub header: Header,
+    /// The exported parameters, as stored in `weights` (dtype-rounded).
+    pub params: Vec<f32>,
+    /// The encoded weights file.
+    pub weights: Vec<u8>,
+    pub best_validation_loss: f64,
+    /// Iteration (count of updates) of the best validation.
+    pub best_iteration: usize,
+    /// Iterations run.
+    pub iterations: usize,
+    pub stopped_early: bool,
+    pub interrupted: bool,
+    pub seconds: f64,
+    /// Training and validation sample counts.
+    pub n_train: usize,
+    pub n_validation: usize,
+}
+
+/// The DSM reference-time law: `U(eps, T)` or `q ∝ beta / std^2` on `[eps, T]`.
+#[derive(Clone, Copy, Debug)]
+pub struct TimeLaw {
+    pub sde: Sde,
+    pub eps: f64,
+    pub sampling: TimeSampling,
+    /// `G(eps)`, `G(T)` with `G(s) = log(e^{2A(s)} - 1)`.
+    g_lo: f64,
+    g_hi: f64,
+}
+
+impl TimeLaw {
+    pub fn new(sde: Sde, eps: f64, sampling: TimeSampling) -> Self {
+        let g = |s: f64| libm::log(libm::expm1(2.0 * sde.a(s)));
+        Self {
+            sde,
+            eps,
+            sampling,
+            g_lo: g(eps),
+            g_hi: g(sde.t_end() as f64),
+        }
+    }
+
+    /// The time at quantile `v in [0, 1)` and its weight `1 / ((T - eps) q(s))`.
+    pub fn at(&self, v: f64) -> (f64, f64) {
+        let t_end = self.sde.t_end() as f64;
+        match self.sampling {
+            TimeSampling::Uniform => (self.eps + (t_end - self.eps) * v, 1.0),
+            TimeSampling::Importance => {
+                // G(s) = G(eps) + v (G(T) - G(eps)), then 2A(s) = log(1 + e^G):
+                // solve A(s) = a by bisection (A is increasing, either schedule).
+                let g = self.g_lo + v * (self.g_hi - self.g_lo);
+                let a = 0.5 * libm::log1p(libm::exp(g));
+                let (mut lo, mut hi) = (self.eps, t_end);
+                for _ in 0..80 {
+                    let mid = 0.5 * (lo + hi);
+                    if self.sde.a(mid) < a {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                let s = 0.5 * (lo + hi);
+                let (beta, var) = (self.sde.beta(s), -libm::expm1(-2.0 * self.sde.a(s)));
+                let q = beta / var / (self.g_hi - self.g_lo);
+                (s, 1.0 / ((t_end - self.eps) * q))
+            }
+        }
+    }
+}
+
+/// One DSM training example at reference time `s`: the noised point and the
+/// regression target, both `d` floats.
+///
+/// `y = e^{-A(s)} y0 + std xi`, `target = -sigma(s) xi / std(s)`.
+pub fn noised(sde: &Sde, s: f64, y0: &[f32], xi: &[f32], y: &mut [f32], target: &mut [f32]) {
+    let decay = libm::exp(-sde.a(s));
+    let std = libm::sqrt(-libm::expm1(-2.0 * sde.a(s)));
+    let sigma = libm::sqrt(sde.beta(s));
+    for (((yj, tj), &y0j), &xij) in y.iter_mut().zip(target).zip(y0).zip(xi) {
+        *yj = (decay * y0j as f64 + std * xij as f64) as f32;
+        *tj = (-sigma * xij as f64 / std) as f32;
+    }
+}
+
+/// Seed of iteration `k`'s draws: a function of `(seed, k)` only.
+fn iteration_seed(seed: u64, k: usize) -> u64 {
+    stream(seed, u64::MAX - k as u64).next_u64()
+}
+
+/// One iteration's batch: per-row data and noise, per-group times.
+struct Batch<'a> {
+    train: &'a Dataset,
+    seed: u64,
+    groups: Vec<Range<usize>>,
+    /// `(s, weight)` of each group.
+    times: Vec<(f64, f64)>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(train: &'a Dataset, cfg: &FitConfig, law: &TimeLaw, k: usize) -> Self {
+        let seed = iteration_seed(cfg.seed, k);
+        let m = cfg.time_groups;
+        // Stratified quantiles (j + U_j) / M: every batch covers all of [eps, T].
+        let times = (0..m)
+            .map(|j| {
+                let u = (stream(seed, u64::MAX - j as u64).next_u64() >> 11) as f64
+                    * (1.0 / 9_007_199_254_740_992.0);
+                law.at((j as f64 + u) / m as f64)
+            })
+            .collect();
+        Self {
+            train,
+            seed,
+            groups: shard_ranges(cfg.batch, m),
+            times,
+        }
+    }
+
+    /// Rows `rows` of group `j`: noised points and targets, `[rows, d]` each.
+    fn rows(&self, sde: &Sde, j: usize, rows: Range<usize>) -> (Vec<f32>, Vec<f32>) {
+        let d = self.train.d;
+        let n = rows.len();
+        let (mut y, mut target) = (vec![0.0f32; n * d], vec![0.0f32; n * d]);
+        let mut xi = vec![0.0f32; d];
+        for (r, i) in rows.enumerate() {
+            let mut rng = stream(self.seed, i as u64);
+            let idx = uniform_index(&mut rng, self.train.len());
+            fill_normals(&mut rng, &mut xi);
+            noised(
+                sde,
+                self.times[j].0,
+                self.train.row(idx),
+                &xi,
+                &mut y[r * d..(r + 1) * d],
+                &mut target[r * d..(r + 1) * d],
+            );
+        }
+        (y, target)
+    }
+}
+
+/// `w/(B d) sum_rows |u(y, T - s) - target|^2` of one group on the tape.
+#[allow(clippy::too_many_arguments)]
+fn group_loss<M: Mode>(
+    g: &mut Graph<M>,
+    net: &Network,
+    p: &BoundNetwork,
+    sde: &Sde,
+    s: f64,
+    scale: f32,
+    y: &[f32],
+    target: &[f32],
+) -> Var {
+    let d = net.shape.d as usize;
+    let rows = y.len() / d;
+    let t = (sde.t_end() as f64 - s) as f32;
+    let te = net.time_embedding(g, p, t);
+    let yv = g.constant_from(rows, d, y);
+    let u = net.control(g, p, &te, yv, None);
+    let tv = g.constant_from(rows, d, target);
+    let r = g.sub(u, tv);
+    let r2 = g.square(r);
+    let s = g.sum(r2);
+    g.scale(s, scale)
+}
+
+/// The validation set's fixed draws: per point a time quantile, its weight,
+/// and the noised point and target.
+struct Validation {
+    d: usize,
+    times: Vec<(f64, f64)>,
+    y: Vec<f32>,
+    target: Vec<f32>,
+}
+
+impl Validation {
+    /// Point `i` gets the stratified quantile `(i + U_i) / n` of the time law
+    /// (in a shuffled order) and fresh noise, all from seed-derived streams.
+    fn new(val: &Dataset, law: &TimeLaw, seed: u64) -> Self {
+        let (n, d) = (val.len(), val.d);
+        let vseed = stream(seed, u64::MAX - 0x7A1).next_u64();
+        // A random permutation of the strata, so the time does not follow the data order.
+        let mut strata: Vec<usize> = (0..n).collect();
+        let mut rng = stream(vseed, u64::MAX);
+        for i in (1..n).rev() {
+            strata.swap(i, uniform_index(&mut rng, i + 1));
+        }
+        let mut out = Self {
+            d,
+            times: Vec::with_capacity(n),
+            y: vec![0.0; n * d],
+            target: vec![0.0; n * d],
+        };
+        let mut xi = vec![0.0f32; d];
+        for (i, &stratum) in strata.iter().enumerate() {
+            let mut rng = stream(vseed, i as u64);
+            let u = (rng.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0);
+            let (s, w) = law.at((stratum as f64 + u) / n as f64);
+            fill_normals(&mut rng, &mut xi);
+            noised(
+                &law.sde,
+                s,
+                val.row(i),
+                &xi,
+                &mut out.y[i * d..(i + 1) * d],
+                &mut out.target[i * d..(i + 1) * d],
+            );
+            out.times.push((s, w));
+        }
+        out
+    }
+
+    /// The DSM loss of the validation draws under flat parameters, through
+    /// the runtime network; per-point terms summed in index order (so the
+    /// value does not depend on `threads`).
+    fn loss(&self, shape: NetworkShape, sde: &Sde, flat: &[f32], threads: usize) -> f64 {
+        let net = NetworkRef::from_flat(shape, flat).expect("shape matches");
+        let d = self.d;
+        let n = self.times.len();
+        let mut terms = vec![0.0f64; n];
+        let chunk = n.div_ceil(threads.max(1));
+        std::thread::scope(|scope| {
+            for (c, out) in terms.chunks_mut(chunk).enumerate() {
+                let net = &net;
+                scope.spawn(move || {
+                    let mut cache = vec![0.0f32; shape.time_cache_len()];
+                    let mut scratch = vec![0.0f32; shape.scratch_len()];
+                    let mut u = vec![0.0f32; d];
+                    for (r, term) in out.iter_mut().enumerate() {
+                        let i = c * chunk + r;
+                        let (s, w) = self.times[i];
+                        let t = (sde.t_end() as f64 - s) as f32;
+                        net.prepare(t, &mut cache, &mut scratch);
+                        net.eval_nn(&cache, &self.y[i * d..(i + 1) * d], &mut u, &mut scratch);
+                        let sq: f64 = u
+                            .iter()
+                            .zip(&self.target[i * d..(i + 1) * d])
+                            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                            .sum();
+                        *term = w * sq;
+                    }
+                });
+            }
+        });
+        terms.iter().sum::<f64>() / (n * d) as f64
+    }
+}
+
+/// Why a fit failed. `Display` is one line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FitError {
+    Config(String),
+    Diverged { iteration: usize, what: String },
+    Encode(String),
+}
+
+impl fmt::Display for FitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FitError::Config(e) => write!(f, "invalid fit configuration: {e}"),
+            FitError::Diverged { iteration, what } => {
+                write!(f, "fit diverged at iteration {iteration}: {what}")
+            }
+            FitError::Encode(e) => write!(f, "cannot encode weights: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FitError {}
+
+/// Fits a DSM model to `data` (see the module docs). Errors are one line.
+pub fn fit(
+    data: &Dataset,
+    cfg: &FitConfig,
+    on_progress: &mut dyn FnMut(&FitProgress),
+) -> Result<FitOutcome, String> {
+    fit_with_stop(data, cfg, None, on_progress).map_err(|e| e.to_string())
+}
+
+/// As [`fit`], stopping after the current iteration when `stop` is set (the
+/// best validated weights so far are returned, with `interrupted` set).
+pub fn fit_with_stop(
+    data: &Dataset,
+    cfg: &FitConfig,
+    stop: Option<&AtomicBool>,
+    on_progress: &mut dyn FnMut(&FitProgress),
+) -> Result<FitOutcome, FitError> {
+    let d = data.d;
+    cfg.validate(d).map_err(FitError::Config)?;
+    let (train, val) = data
+        .split(cfg.validation_fraction, cfg.seed)
+        .map_err(FitError::Config)?;
+    let header = cfg.header(d);
+    let shape = header.shape;
+    let law = TimeLaw::new(cfg.sde, cfg.eps, cfg.time_sampling);
+    let validation = Validation::new(&val, &law, cfg.seed);
+
+    let mut params = Params::new();
+    let net = Network::register(shape, &mut params, &mut stream(cfg.seed, u64::MAX / 2));
+    let mut ema = Ema::new(&params, cfg.ema_decay);
+    let mut adam = Adam::new(&params, AdamConfig::default());
+    let schedule = LrSchedule::Cosine {
+        lr: cfg.lr,
+        min_lr: cfg.lr_final,
+        warmup: cfg.warmup as u64,
+        total: cfg.iterations as u64,
+    };
+    let mut dp = DataParallel::new(cfg.threads);
+    let ema_flat = |ema: &Ema| -> Vec<f32> {
+        ema.shadow
+            .iter()
+            .flat_map(|t| t.data.iter().copied())
+            .collect()
+    };
+    let scale = 1.0 / (cfg.batch * d) as f64;
+
+    let started = Instant::now();
+    let mut best = (f64::INFINITY, 0usize, ema_flat(&ema));
+    let mut since_best = 0usize;
+    let (mut stopped_early, mut interrupted) = (false, false);
+    let mut k = 0;
+    while k < cfg.iterations {
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            interrupted = true;
+            break;
+        }
+        let batch = Batch::new(&train, cfg, &law, k);
+        params.zero_grad();
+        let loss = dp.run_sum(&mut params, cfg.batch, |range, tape, p| {
+            let bound = net.bind(tape, p);
+            let mut total: Option<Var> = None;
+            for (j, group) in batch.groups.iter().enumerate() {
+                let rows = group.start.max(range.start)..group.end.min(range.end);
+                if rows.is_empty() {
+                    continue;
+                }
+                let (y, target) = batch.rows(&cfg.sde, j, rows);
+                let (s, w) = batch.times[j];
+                let l = group_loss(
+                    tape,
+                    &net,
+                    &bound,
+                    &cfg.sde,
+                    s,
+                    (w * scale) as f32,
+                    &y,
+                    &target,
+                );
+                total = Some(match total {
+                    None => l,
+                    Some(acc) => tape.add(acc, l),
+                });
+            }
+            // An empty shard (more threads than rows) contributes zero.
+            total.unwrap_or_else(|| tape.scalar(0.0))
+        }) as f64;
+        let grad_norm = params.grads.global_norm();
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            let what = if loss.is_finite() {
+                "non-finite gradient"
+            } else {
+                "non-finite loss"
+            };
+            return Err(FitError::Diverged {
+                iteration: k,
+                what: what.into(),
+            });
+        }
+        clip_grad_norm(&mut params.grads, cfg.clip);
+        let lr = schedule.at(k as u64);
+        adam.step(&mut params, lr);
+        ema.update(&params);
+        k += 1;
+
+        let mut validation_loss = None;
+        if k % cfg.validate_every == 0 || k == cfg.iterations {
+            let flat = ema_flat(&ema);
+            let v = validation.loss(shape, &cfg.sde, &flat, cfg.threads);
+            validation_loss = Some(v);
+            if v < best.0 {
+                best = (v, k, flat);
+                since_best = 0;
+            } else {
+                since_best += 1;
+            }
+        }
+        on_progress(&FitProgress {
+            iteration: k,
+            iterations: cfg.iterations,
+            loss,
+            grad_norm,
+            lr,
+            validation_loss,
+            best_validation_loss: best.0,
+            elapsed: started.elapsed(),
+        });
+        if cfg.patience > 0 && since_best >= cfg.patience {
+            stopped_early = true;
+            break;
+        }
+    }
+    dp.release();
+    if !best.0.is_finite() {
+        // Interrupted before the first validation: score what we have.
+        let flat = ema_flat(&ema);
+        best = (
+            validation.loss(shape, &cfg.sde, &flat, cfg.threads),
+            k,
+            flat,
+        );
+    }
+    let weights = encode(&header, &best.2).map_err(|e| FitError::Encode(e.to_string()))?;
+    let model = Model::parse(&weights).map_err(|e| FitError::Encode(e.to_string()))?;
+    let mut exported = vec![0.0f32; header.param_count()];
+    model
+        .params_into(&mut exported)
+        .map_err(|e| FitError::Encode(e.to_string()))?;
+    Ok(FitOutcome {
+        header,
+        params: exported,
+        weights,
+        best_validation_loss: best.0,
+        best_iteration: best.1,
+        iterations: k,
+        stopped_early,
+        interrupted,
+        seconds: started.elapsed().as_secs_f64(),
+        n_train: train.len(),
+        n_validation: val.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both time laws integrate to the same loss: E_q[w(s) f(s)] equals the
+    /// uniform average of f, checked by stratified quadrature for f = beta / std^2.
+    #[test]
+    fn importance_weights_are_unbiased() {
+        let sde = Sde::default();
+        let eps = 1e-3;
+        let f = |s: f64| sde.beta(s) / -libm::expm1(-2.0 * sde.a(s)) + s * s;
+        let n = 200_000;
+        let mean = |law: &TimeLaw| {
+            (0..n)
+                .map(|i| {
+                    let (s, w) = law.at((i as f64 + 0.5) / n as f64);
+                    w * f(s)
+                })
+                .sum::<f64>()
+                / n as f64
+        };
+        let uniform = mean(&TimeLaw::new(sde, eps, TimeSampling::Uniform));
+        let importance = mean(&TimeLaw::new(sde, eps, TimeSampling::Importance));
+        assert!(
+            (uniform - importance).abs() < 2e-3 * uniform,
+            "{uniform} vs {importance}"
+        );
+        // The quantiles span [eps, T].
+        let law = TimeLaw::new(sde, eps, TimeSampling::Importance);
+        assert!((law.at(0.0).0 - eps).abs() < 1e-9 && (law.at(1.0).0 - 1.0).abs() < 1e-9);
+    }
+
+    /// The regression is set up the right way round: for Gaussian data the
+    /// least-squares multiple `c` of the optimal control `u*` (runtime,
+    /// generative time `t = T - s`) that best fits the DSM target is 1.
+    #[test]
+    fn gaussian_optimal_control_fits_the_target() {
+        use diffctl_runtime::control::{Control, GaussianOptimalControl};
+        let sde = Sde::default();
+        let (mean, std) = ([1.0f32], [0.5f32]);
+        let opt = GaussianOptimalControl {
+            sde,
+            mean: &mean,
+            std: &std,
+        };
+        let mut rng = stream(3, 0);
+        let (mut ut, mut uu) = (0.0f64, 0.0f64);
+        let n = 200_000;
+        for i in 0..n {
+            let s = 0.05 + 0.95 * (i as f64 + 0.5) / n as f64;
+            let mut z = [0.0f32; 2];
+            fill_normals(&mut rng, &mut z);
+            let y0 = [1.0 + 0.5 * z[0]];
+            let (mut y, mut target) = ([0.0f32], [0.0f32]);
+            noised(&sde, s, &y0, &z[1..], &mut y, &mut target);
+            let mut u = [0.0f32];
+            opt.u((1.0 - s) as f32, &[], &y, &mut u, &mut []);
+            ut += u[0] as f64 * target[0] as f64;
+            uu += (u[0] as f64).powi(2);
+        }
+        let c = ut / uu;
+        assert!((c - 1.0).abs() < 0.03, "least-squares multiple {c}");
+    }
+}
