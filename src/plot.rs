@@ -122,6 +122,7 @@ fn scatter(
     chart
         .configure_mesh()
         .disable_mesh()
+        .label_style(("sans-serif", 14))
         .x_desc("x0")
         .y_desc("x1")
         .draw()
@@ -250,6 +251,7 @@ fn histograms(
         chart
             .configure_mesh()
             .disable_mesh()
+            .label_style(("sans-serif", 13))
             .y_desc("density")
             .draw()
             .map_err(plot_error)?;

@@ -2,6 +2,7 @@
 //! `.npy` or the device-check hex lines.
 
 use std::fmt::Write;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
@@ -73,11 +74,16 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         header.shape.d as usize,
         &args.run,
     )?;
-    let samples = sample_file(&bytes, given, &opts)?;
     let format = args
         .format
         .or_else(|| args.out.as_deref().and_then(Format::from_path))
         .unwrap_or(Format::Csv);
+    if format == Format::Npy && args.out.is_none() && std::io::stdout().is_terminal() {
+        return Err(
+            "refusing to write binary .npy to a terminal: give --out PATH.npy or redirect".into(),
+        );
+    }
+    let samples = sample_file(&bytes, given, &opts)?;
     let out = match format {
         Format::Csv => csv(&samples).into_bytes(),
         Format::Npy => npy::encode_f32(samples.xs.len() / samples.d, samples.d, &samples.xs),
