@@ -8,7 +8,9 @@ use diffctl_trainer::eval::{default_threads, CostForm, SampleOptions};
 use crate::error::{Error, Result};
 
 /// Most floats (`n * d`) one command draws: 4 GiB of samples.
-const MAX_FLOATS: usize = 1 << 30;
+pub const MAX_FLOATS: usize = 1 << 30;
+/// Most worker threads a command starts.
+pub const MAX_THREADS: usize = 1024;
 
 /// A built-in target: a preset name, optionally with its parameters changed.
 #[derive(Args, Clone, Debug, Default)]
@@ -222,9 +224,7 @@ pub fn sample_options(
             )));
         }
     }
-    if run.threads == Some(0) {
-        return Err("the number of threads must be at least 1".into());
-    }
+    check_threads(run.threads)?;
     Ok(SampleOptions {
         n,
         seed,
@@ -233,6 +233,16 @@ pub fn sample_options(
         integrator: run.integrator.map(Into::into),
         threads: run.threads.unwrap_or_else(default_threads),
     })
+}
+
+/// `--threads`: at least 1, at most [`MAX_THREADS`].
+pub fn check_threads(threads: Option<usize>) -> Result<()> {
+    match threads {
+        Some(t) if t == 0 || t > MAX_THREADS => Err(Error::new(format!(
+            "the number of threads must be in 1..={MAX_THREADS}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -180,6 +180,16 @@ fn bad_inputs_give_one_line_errors() {
     fails(&["plot", gmm, "--n", "0"]);
     fails(&["sample", gmm, "--n", "3", "--seed", "0", "--steps", "0"]);
     fails(&["sample", gmm, "--n", "3", "--seed", "0", "--threads", "0"]);
+    fails(&[
+        "sample",
+        gmm,
+        "--n",
+        "3",
+        "--seed",
+        "0",
+        "--threads",
+        "100000",
+    ]);
     fails(&["sample", gmm, "--n", "3", "--seed", "-1"]);
     fails(&["sample", gmm, "--n", "many", "--seed", "0"]);
     fails(&["sample", gmm, "--n", "99999999999999", "--seed", "0"]);
@@ -237,6 +247,8 @@ fn bad_inputs_give_one_line_errors() {
     fails(&["train", "--target", "gmm", "--lr", "-0.1"]);
     fails(&["train", "--target", "gmm", "--batch", "0"]);
     fails(&["train", "--target", "gmm", "--iterations", "0"]);
+    fails(&["train", "--target", "gmm", "--batch", "99999999999999"]);
+    fails(&["train", "--target", "gmm", "--threads", "100000"]);
     fails(&["train", "--target", "dw20", "--delta", "nan"]);
     fails(&["train", "--target", "gmm", "--plot", "x.png"]);
     fails(&["train", "--target", "gmm", "--resume"]);

@@ -13,7 +13,8 @@ use diffctl_trainer::train::{self, Loss, Progress, RunOptions, TrainConfig, Trai
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{
-    describe_target, target_name, target_spec, CostArg, IntegratorArg, TargetArgs, TargetParams,
+    check_threads, describe_target, target_name, target_spec, CostArg, IntegratorArg, TargetArgs,
+    TargetParams, MAX_FLOATS,
 };
 use crate::commands::plot::{check_svg_path, write as write_plot};
 use crate::error::{Error, Result};
@@ -193,6 +194,17 @@ pub fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
     cfg.channels = args.channels.unwrap_or(cfg.channels);
     cfg.layers = args.layers.unwrap_or(cfg.layers);
     cfg.seed = args.seed.unwrap_or(cfg.seed);
+    check_threads(Some(cfg.threads))?;
+    // Sizes the trainer would try to allocate at once.
+    let d = cfg.target.dim();
+    for (name, n) in [("batch", cfg.batch), ("eval_samples", cfg.eval_samples)] {
+        if n.checked_mul(d).is_none_or(|f| f > MAX_FLOATS) {
+            return Err(Error::new(format!(
+                "{name} = {n} is too large for d = {d} (at most {} paths)",
+                MAX_FLOATS / d.max(1)
+            )));
+        }
+    }
     cfg.validate()
         .map_err(|e| Error::new(format!("invalid configuration: {e}")))?;
     Ok(cfg)
