@@ -79,6 +79,7 @@ fn weights_file(dir: &Path, name: &str, target: Option<TargetSpec>, d: u32) -> P
         steps: 30,
         integrator: Integrator::EulerMaruyama,
         prior_nu: 1.0,
+        score_clip: 100.0,
         target,
         dtype: Dtype::F32,
     };

@@ -164,6 +164,7 @@ fn run() -> Result<(), String> {
         steps: o.steps,
         integrator: o.integrator,
         prior_nu: 1.0,
+        score_clip: 100.0,
         target: Some(o.target),
         dtype: o.dtype,
     };

@@ -100,6 +100,7 @@ pub fn doc_example_file() -> ([u8; 140_000], usize) {
         steps: 20,
         integrator: Integrator::EulerMaruyama,
         prior_nu: 1.0,
+        score_clip: 100.0,
         target: Some(TargetSpec::Gmm),
         dtype: Dtype::F32,
     };

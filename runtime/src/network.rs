@@ -508,6 +508,9 @@ pub struct NetworkControl<'a, T> {
     pub target: Option<T>,
     /// DDS form (MATH.md §6): the network gives `u_dds` and `u = u_dds - sigma_bar x`.
     pub relative_to_ou: bool,
+    /// Clamp of each coordinate of the target score in the score term
+    /// (`f32::INFINITY`: none); see [`crate::weights::Header::score_clip`].
+    pub score_clip: f32,
 }
 
 impl<'a, T: Target> NetworkControl<'a, T> {
@@ -531,6 +534,7 @@ impl<'a, T: Target> NetworkControl<'a, T> {
             prior,
             target,
             relative_to_ou: false,
+            score_clip: f32::INFINITY,
         })
     }
 }
@@ -565,6 +569,9 @@ impl<T: Target> Control for NetworkControl<'_, T> {
         let target_score = &mut rest[..d];
         self.prior.score(x, prior_score);
         target.score(x, target_score);
+        for s in target_score.iter_mut() {
+            *s = s.clamp(-self.score_clip, self.score_clip);
+        }
         let coef = self.sde.sigma_bar(t as f64) as f32 * cache[c];
         let lambda = t / self.sde.t_end();
         for ((o, p), q) in out

@@ -85,6 +85,10 @@ pub struct Header {
     pub integrator: Integrator,
     /// Prior `N(0, nu^2 I)` of `X_0` (VP SDEs).
     pub prior_nu: f32,
+    /// Each coordinate of the target score entering the control is clamped
+    /// to `[-score_clip, score_clip]` (as the PIS and DIS reference codes do):
+    /// explicit steps through a cubic score (double wells) otherwise blow up.
+    pub score_clip: f32,
     /// The built-in target the model was trained on, if any.
     pub target: Option<TargetSpec>,
     pub dtype: Dtype,
@@ -100,6 +104,9 @@ impl Header {
         }
         if !(self.prior_nu.is_finite() && self.prior_nu > 0.0) {
             return Err("prior nu must be finite and positive");
+        }
+        if !(self.score_clip > 0.0) {
+            return Err("score clip must be positive (infinity: no clipping)");
         }
         if let Some(t) = &self.target {
             t.validate()?;
@@ -149,6 +156,7 @@ impl Header {
         let prior = self.prior();
         let mut control = NetworkControl::new(net, self.sde, prior, target)?;
         control.relative_to_ou = self.sampler == SamplerKind::Dds;
+        control.score_clip = self.score_clip;
         Ok(Sampler {
             sde: self.sde,
             grid: self.grid,

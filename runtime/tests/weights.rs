@@ -24,6 +24,7 @@ fn header(dtype: Dtype) -> Header {
         steps: 100,
         integrator: Integrator::Exponential,
         prior_nu: 1.0,
+        score_clip: 100.0,
         target: Some(TargetSpec::Gmm),
         dtype,
     }

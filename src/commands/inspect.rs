@@ -66,6 +66,15 @@ pub fn describe(bytes: &[u8]) -> Result<String, DecodeError> {
     );
     line(
         &mut s,
+        "score clip",
+        if h.score_clip.is_finite() {
+            format!("target score clamped to +-{}", h.score_clip)
+        } else {
+            "none".into()
+        },
+    );
+    line(
+        &mut s,
         "target",
         h.target
             .as_ref()

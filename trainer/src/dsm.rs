@@ -153,6 +153,7 @@ impl FitConfig {
             steps: self.steps as u32,
             integrator: self.integrator,
             prior_nu: 1.0,
+            score_clip: f32::INFINITY,
             target: None,
             dtype: self.dtype,
         }

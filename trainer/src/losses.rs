@@ -87,8 +87,10 @@ impl Rollout {
     fn target_score<M: Mode>(&self, g: &mut Graph<M>, x: &[f32]) -> Var {
         let d = self.d();
         let mut s = vec![0.0f32; x.len()];
+        let clip = self.header.score_clip;
         for (xr, sr) in x.chunks_exact(d).zip(s.chunks_exact_mut(d)) {
             self.target.score(xr, sr);
+            sr.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
         }
         g.constant_from(x.len() / d, d, &s)
     }
@@ -384,6 +386,7 @@ mod tests {
             steps: 10,
             integrator,
             prior_nu: 1.0,
+            score_clip: 100.0,
             target: Some(TargetSpec::Gmm),
             dtype: Dtype::F32,
         };

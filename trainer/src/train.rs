@@ -55,6 +55,8 @@ pub struct TrainConfig {
     pub layers: u32,
     pub score_term: bool,
     pub prior_nu: f32,
+    /// Clamp of the target score inside the control (header `score_clip`).
+    pub score_clip: f32,
     pub sde: Sde,
     pub seed: u64,
     pub threads: usize,
@@ -89,6 +91,7 @@ impl Default for TrainConfig {
             layers: 4,
             score_term: true,
             prior_nu: 1.0,
+            score_clip: 100.0,
             sde: Sde::default(),
             seed: 0,
             threads: eval::default_threads(),
@@ -116,6 +119,7 @@ impl TrainConfig {
             steps: self.steps as u32,
             integrator: self.integrator,
             prior_nu: self.prior_nu,
+            score_clip: self.score_clip,
             target: Some(self.target),
             dtype: self.dtype,
         }
