@@ -123,7 +123,7 @@ impl Default for FitConfig {
             lr_final: 1e-5,
             warmup: 100,
             clip: 10.0,
-            ema_decay: 0.999,
+            ema_decay: 0.995,
             validation_fraction: 0.1,
             validate_every: 100,
             patience: 10,
