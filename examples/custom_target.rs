@@ -3,8 +3,8 @@
 //! estimate its `log Z` from the importance weights `exp(-R_disc)`.
 //!
 //! ```text
-//! cargo run --release -- demo                                   # writes out/demo/gmm.dfc
-//! cargo run --release --example custom_target -- out/demo/gmm.dfc
+//! cargo run --release -- demo                                   # writes out/demo/gmm.dcw
+//! cargo run --release --example custom_target -- out/demo/gmm.dcw
 //! ```
 //!
 //! `E[exp(-R_disc)] = Z` holds for any control (MATH.md §4), so a network
@@ -64,7 +64,7 @@ impl Target for TwoModes {
 fn run() -> Result<(), String> {
     let path = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "out/demo/gmm.dfc".into());
+        .unwrap_or_else(|| "out/demo/gmm.dcw".into());
     let bytes = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
     let model = Model::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
     let header = model.header;

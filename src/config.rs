@@ -12,7 +12,7 @@
 //! steps = 100
 //! iterations = 2000
 //! lr = 5e-3
-//! sde = { Vp = { schedule = { Linear = { beta_min = 0.1, beta_max = 10.0 } }, t_end = 1.0 } }
+//! sde = { vp = { schedule = { linear = { beta_min = 0.1, beta_max = 10.0 } }, t_end = 1.0 } }
 //! ```
 
 use diffctl_trainer::train::TrainConfig;

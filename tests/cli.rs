@@ -131,8 +131,8 @@ fn hex_bits(text: &str) -> Vec<Vec<u32>> {
 #[test]
 fn bad_inputs_give_one_line_errors() {
     let dir = temp_dir("bad");
-    let gmm = weights_file(&dir, "gmm.dfc", Some(TargetSpec::Gmm), 2);
-    let free = weights_file(&dir, "free.dfc", None, 3);
+    let gmm = weights_file(&dir, "gmm.dcw", Some(TargetSpec::Gmm), 2);
+    let free = weights_file(&dir, "free.dcw", None, 3);
     let gmm = gmm.to_str().unwrap();
     let free = free.to_str().unwrap();
 
@@ -140,20 +140,20 @@ fn bad_inputs_give_one_line_errors() {
     let mut bytes = std::fs::read(gmm).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
-    let corrupt = dir.join("corrupt.dfc");
+    let corrupt = dir.join("corrupt.dcw");
     std::fs::write(&corrupt, &bytes).unwrap();
     let corrupt = corrupt.to_str().unwrap();
-    let cut = dir.join("cut.dfc");
+    let cut = dir.join("cut.dcw");
     std::fs::write(&cut, &bytes[..100]).unwrap();
     let cut = cut.to_str().unwrap();
-    let text = dir.join("text.dfc");
+    let text = dir.join("text.dcw");
     std::fs::write(&text, "hello\n").unwrap();
     let text = text.to_str().unwrap();
-    let missing = dir.join("missing.dfc");
+    let missing = dir.join("missing.dcw");
     let missing = missing.to_str().unwrap();
 
     let e = fails(&["inspect", missing]);
-    assert!(e.contains("missing.dfc"), "{e}");
+    assert!(e.contains("missing.dcw"), "{e}");
     let e = fails(&["inspect", corrupt]);
     assert!(e.contains("corrupt"), "{e}");
     assert!(fails(&["inspect", cut]).contains("truncated"));
@@ -271,7 +271,7 @@ fn bad_inputs_give_one_line_errors() {
 #[test]
 fn inspect_shows_the_header() {
     let dir = temp_dir("inspect");
-    let f = weights_file(&dir, "dw.dfc", TargetSpec::preset("dw20"), 20);
+    let f = weights_file(&dir, "dw.dcw", TargetSpec::preset("dw20"), 20);
     let text = ok(&["inspect", f.to_str().unwrap()]);
     let size = std::fs::metadata(&f).unwrap().len();
     let count = Model::parse(&std::fs::read(&f).unwrap())
@@ -301,9 +301,9 @@ fn inspect_shows_the_header() {
 fn sample_hex_matches_the_runtime() {
     let dir = temp_dir("hex");
     for (name, target, d) in [
-        ("gmm.dfc", Some(TargetSpec::Gmm), 2),
-        ("dw.dfc", TargetSpec::preset("dw20"), 20),
-        ("free.dfc", None, 3),
+        ("gmm.dcw", Some(TargetSpec::Gmm), 2),
+        ("dw.dcw", TargetSpec::preset("dw20"), 20),
+        ("free.dcw", None, 3),
     ] {
         let f = weights_file(&dir, name, target, d);
         let path = f.to_str().unwrap();
@@ -332,7 +332,7 @@ fn sample_hex_matches_the_runtime() {
 #[test]
 fn sample_csv_and_npy_hold_the_same_bits() {
     let dir = temp_dir("formats");
-    let f = weights_file(&dir, "gmm.dfc", Some(TargetSpec::Gmm), 2);
+    let f = weights_file(&dir, "gmm.dcw", Some(TargetSpec::Gmm), 2);
     let path = f.to_str().unwrap();
     let want = hex_bits(&runtime_hex(&f, 9, 0, 50));
 
@@ -354,7 +354,7 @@ fn sample_csv_and_npy_hold_the_same_bits() {
     assert_eq!(rows, want);
 
     // A file without a target has no path costs: no log_w column.
-    let free = weights_file(&dir, "free.dfc", None, 3);
+    let free = weights_file(&dir, "free.dcw", None, 3);
     let csv = ok(&["sample", free.to_str().unwrap(), "--n", "2", "--seed", "9"]);
     assert_eq!(csv.lines().next(), Some("x0,x1,x2"));
     assert_eq!(csv.lines().count(), 3);
@@ -410,7 +410,7 @@ fn sample_csv_and_npy_hold_the_same_bits() {
 #[test]
 fn eval_reports_text_and_json() {
     let dir = temp_dir("eval");
-    let f = weights_file(&dir, "gmm.dfc", Some(TargetSpec::Gmm), 2);
+    let f = weights_file(&dir, "gmm.dcw", Some(TargetSpec::Gmm), 2);
     let path = f.to_str().unwrap();
     let text = ok(&["eval", path, "--n", "300", "--seed", "1"]);
     for want in [
@@ -447,8 +447,8 @@ fn eval_reports_text_and_json() {
 #[test]
 fn plots_are_svg() {
     let dir = temp_dir("plot");
-    let gmm = weights_file(&dir, "gmm.dfc", Some(TargetSpec::Gmm), 2);
-    let dw = weights_file(&dir, "dw.dfc", TargetSpec::preset("dw20"), 20);
+    let gmm = weights_file(&dir, "gmm.dcw", Some(TargetSpec::Gmm), 2);
+    let dw = weights_file(&dir, "dw.dcw", TargetSpec::preset("dw20"), 20);
     ok(&["plot", gmm.to_str().unwrap(), "--n", "500"]);
     let svg = std::fs::read_to_string(dir.join("gmm.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<circle"));
@@ -476,7 +476,7 @@ fn train_then_sample_reproduces_the_final_evaluation() {
     use diffctl_trainer::train::{train, RunOptions, TrainConfig};
 
     let dir = temp_dir("train");
-    let weights = dir.join("gmm.dfc");
+    let weights = dir.join("gmm.dcw");
     let checkpoint = dir.join("gmm.ckpt");
     let svg = dir.join("gmm.svg");
     let (w, c, s) = (
@@ -519,7 +519,7 @@ fn train_then_sample_reproduces_the_final_evaluation() {
         "{report}"
     );
     assert!(checkpoint.exists() && svg.exists());
-    assert!(!dir.join("gmm.dfc.tmp").exists());
+    assert!(!dir.join("gmm.dcw.tmp").exists());
 
     // The library, with the same settings, trains the same weights.
     let cfg = TrainConfig {
@@ -560,7 +560,7 @@ fn train_then_sample_reproduces_the_final_evaluation() {
          eval_samples = 64\n",
     )
     .unwrap();
-    let out2 = dir.join("mw.dfc");
+    let out2 = dir.join("mw.dcw");
     ok(&[
         "train",
         "--config",
@@ -605,7 +605,7 @@ fn divergence_is_an_error() {
         "--eval-every",
         "0",
         "--out",
-        dir.join("x.dfc").to_str().unwrap(),
+        dir.join("x.dcw").to_str().unwrap(),
     ]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -614,7 +614,7 @@ fn divergence_is_an_error() {
         last.starts_with("error: training diverged at iteration "),
         "{err}"
     );
-    assert!(!dir.join("x.dfc").exists());
+    assert!(!dir.join("x.dcw").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -625,7 +625,7 @@ fn quick_demo_writes_weights_and_plot() {
     let dir = temp_dir("demo");
     let text = ok(&["demo", "--quick", "--dir", dir.to_str().unwrap()]);
     assert!(text.contains("summary          log Z error"), "{text}");
-    let bytes = std::fs::read(dir.join("gmm.dfc")).unwrap();
+    let bytes = std::fs::read(dir.join("gmm.dcw")).unwrap();
     let header = Model::parse(&bytes).unwrap().header;
     assert_eq!(header.target, Some(TargetSpec::Gmm));
     assert!(std::fs::read_to_string(dir.join("gmm.svg"))

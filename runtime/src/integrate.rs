@@ -30,6 +30,7 @@ use crate::target::{IsotropicGaussian, Prior, Target};
 
 /// How one step of the generative SDE is taken.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Integrator {
     /// `X += [1/2 beta_bar X + sigma_bar u] h + sigma_bar sqrt(h) xi`.
     #[default]

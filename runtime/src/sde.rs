@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// Noise schedule `beta(s)` of the variance-preserving SDE, in reference time.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Schedule {
     /// `beta(s) = beta_min + (beta_max - beta_min) s / T` (reference: 0.1, 10).
     Linear { beta_min: f32, beta_max: f32 },
@@ -34,6 +35,7 @@ impl Schedule {
 
 /// A reference process together with its generative counterpart.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Sde {
     /// Variance preserving SDE `dY = -1/2 beta Y ds + sqrt(beta) dW` on `[0, T]`
     /// (MATH.md §2); generative process `dX = [1/2 beta_bar X + sigma_bar u] dt + sigma_bar dW`.
@@ -169,6 +171,7 @@ impl Sde {
 /// How the `K + 1` points `0 = t_0 < ... < t_K = T` are spread. The non-uniform
 /// grids refine toward `t = T`, the end where the samples take their final shape.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TimeGrid {
     /// `t_k = T k / K`.
     #[default]

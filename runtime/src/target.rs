@@ -404,6 +404,7 @@ pub mod gmm {
 
 /// A built-in target by name and parameters: what a weights file records.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TargetSpec {
     /// The `gmm` preset (2-d, 9 modes).
     Gmm,

@@ -35,6 +35,7 @@ const PREAMBLE: usize = 14;
 
 /// How the model was trained (decides how its control is read, MATH.md §4, §6, §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SamplerKind {
     /// Time-reversed diffusion sampler (VP SDE).
     Dis,
@@ -48,6 +49,7 @@ pub enum SamplerKind {
 
 /// Storage type of the parameters in the file (evaluation is always `f32`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Dtype {
     F32,
     F16,

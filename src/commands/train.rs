@@ -72,7 +72,7 @@ pub struct TrainArgs {
     /// Storage type of the weights file.
     #[arg(long, value_enum)]
     pub dtype: Option<DtypeArg>,
-    /// Weights file to write (default: out/<target>.dfc).
+    /// Weights file to write (default: out/<target>.dcw).
     #[arg(long, short = 'o', value_name = "PATH")]
     pub out: Option<PathBuf>,
     /// Checkpoint file (written atomically; also on Ctrl-C).
@@ -215,7 +215,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("out/{}.dfc", target_name(&cfg.target))));
+        .unwrap_or_else(|| PathBuf::from(format!("out/{}.dcw", target_name(&cfg.target))));
     if let Some(p) = &args.plot {
         check_svg_path(p)?;
     }
