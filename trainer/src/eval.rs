@@ -64,6 +64,11 @@ impl Default for SampleOptions {
     }
 }
 
+/// Most threads a sampling or training run may ask for.
+pub const MAX_THREADS: usize = 256;
+/// Most samples one call may draw (the samples are held in memory).
+pub const MAX_SAMPLES: usize = 1 << 28;
+
 /// Number of cores available.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -157,6 +162,18 @@ pub fn sample_params(
         return Err(EvalError::Invalid(
             "the number of samples must be at least 1".into(),
         ));
+    }
+    if opts.n > MAX_SAMPLES {
+        return Err(EvalError::Invalid(format!(
+            "at most {MAX_SAMPLES} samples per call, got {}",
+            opts.n
+        )));
+    }
+    if opts.threads > MAX_THREADS {
+        return Err(EvalError::Invalid(format!(
+            "at most {MAX_THREADS} threads, got {}",
+            opts.threads
+        )));
     }
     if opts.steps == Some(0) {
         return Err(EvalError::Invalid(

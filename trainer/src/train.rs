@@ -140,6 +140,22 @@ impl TrainConfig {
                 return Err(format!("{name} must be at least 1"));
             }
         }
+        let at_most = [
+            ("batch", self.batch, 1 << 20),
+            (
+                "steps",
+                self.steps,
+                diffctl_runtime::weights::MAX_STEPS as usize,
+            ),
+            ("threads", self.threads, eval::MAX_THREADS),
+            ("eval_samples", self.eval_samples, eval::MAX_SAMPLES),
+            ("iterations", self.iterations, 1 << 40),
+        ];
+        for (name, v, max) in at_most {
+            if v > max {
+                return Err(format!("{name} must be at most {max}, got {v}"));
+            }
+        }
         if self.batch < 2 {
             return Err("batch must be at least 2 (the log-variance loss needs a spread)".into());
         }
