@@ -107,7 +107,7 @@ impl Header {
         if !(self.prior_nu.is_finite() && self.prior_nu > 0.0) {
             return Err("prior nu must be finite and positive");
         }
-        if !(self.score_clip > 0.0) {
+        if self.score_clip.is_nan() || self.score_clip <= 0.0 {
             return Err("score clip must be positive (infinity: no clipping)");
         }
         if let Some(t) = &self.target {
