@@ -47,6 +47,26 @@ impl Dataset {
         Ok(Self { d, xs })
     }
 
+    /// Re-checks what [`Dataset::new`] checks (the fields are public).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.d == 0 || self.xs.is_empty() || self.xs.len() % self.d != 0 {
+            return Err(format!(
+                "{} values do not form rows of d = {}",
+                self.xs.len(),
+                self.d
+            ));
+        }
+        if let Some(k) = self.xs.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "row {}, column {} is {} (NaN and infinities are not data)",
+                k / self.d + 1,
+                k % self.d + 1,
+                self.xs[k]
+            ));
+        }
+        Ok(())
+    }
+
     /// Number of samples `n`.
     pub fn len(&self) -> usize {
         self.xs.len() / self.d

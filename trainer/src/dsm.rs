@@ -37,6 +37,29 @@
 //! number of threads with gradients reduced in thread order
 //! ([`DataParallel::run_sum`]). A fixed seed and thread count give
 //! bit-identical weights.
+//!
+//! ```
+//! use diffctl_trainer::data::Toy;
+//! use diffctl_trainer::dsm::{fit, FitConfig};
+//! use diffctl_trainer::elbo::{elbo_params, ElboConfig};
+//! use diffctl_trainer::eval::{sample_params, SampleOptions};
+//!
+//! // Or `diffctl_trainer::data::load(path, None)` for a CSV / .npy file.
+//! let data = Toy::TwoMoons.generate(1000, 0).unwrap();
+//! let cfg = FitConfig { iterations: 20, channels: 16, batch: 128, ..FitConfig::default() };
+//! let out = fit(&data, &cfg, &mut |p| {
+//!     if let Some(v) = p.validation_loss {
+//!         eprintln!("{} {v:.4}", p.iteration);
+//!     }
+//! })
+//! .unwrap();
+//! // `out.weights` is a complete weights file (write it with `train::write_atomic`).
+//! let samples = sample_params(&out.header, &out.params, None, &SampleOptions { n: 100, ..Default::default() }).unwrap();
+//! assert_eq!(samples.xs.len(), 200);
+//! let held_out = Toy::TwoMoons.generate(50, 1).unwrap();
+//! let bound = elbo_params(&out.header, &out.params, &held_out, &ElboConfig { times: 8, ..Default::default() }).unwrap();
+//! assert!(bound.nats_per_dim.is_finite());
+//! ```
 
 use std::fmt;
 use std::ops::Range;
@@ -519,6 +542,8 @@ pub fn fit_with_stop(
     stop: Option<&AtomicBool>,
     on_progress: &mut dyn FnMut(&FitProgress),
 ) -> Result<FitOutcome, FitError> {
+    data.validate()
+        .map_err(|e| FitError::Config(format!("data: {e}")))?;
     let d = data.d;
     cfg.validate(d).map_err(FitError::Config)?;
     let (train, val) = data

@@ -221,7 +221,7 @@ fn dsm_learns_gmm() {
     let (gap, se) = paired(&report, &log_p);
     let true_nats = -log_p.iter().sum::<f64>() / (2.0 * log_p.len() as f64);
     eprintln!(
-        "ELBO {report}; data's own {true_nats:.4} nats per dimension; bound - log p {gap:+.4} +- {se:.4} nats per point ({:.1} s)",
+        "{report}; data's own {true_nats:.4} nats per dimension; bound - log p {gap:+.4} +- {se:.4} nats per point ({:.1} s)",
         elbo_started.elapsed().as_secs_f64()
     );
     eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
