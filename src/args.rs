@@ -145,6 +145,17 @@ pub fn target_name(spec: &TargetSpec) -> String {
 }
 
 /// `--integrator`.
+/// Time grid: uniform, or refined toward t = T.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GridArg {
+    /// t_k = T k / K
+    Uniform,
+    /// t_k = T (1 - (1 - k/K)^2)
+    Quadratic,
+    /// t_k = T sin(pi/2 k/K)
+    Cosine,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IntegratorArg {
     /// Euler–Maruyama.

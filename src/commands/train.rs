@@ -13,8 +13,8 @@ use diffctl_trainer::train::{self, Loss, Progress, RunOptions, TrainConfig, Trai
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{
-    check_threads, describe_target, target_name, target_spec, CostArg, IntegratorArg, TargetArgs,
-    TargetParams, MAX_FLOATS,
+    check_threads, describe_target, target_name, target_spec, CostArg, GridArg, IntegratorArg,
+    TargetArgs, TargetParams, MAX_FLOATS,
 };
 use crate::commands::plot::{check_svg_path, write as write_plot};
 use crate::error::{Error, Result};
@@ -51,6 +51,18 @@ pub struct TrainArgs {
     /// Initial learning rate (cosine decay to lr_final).
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
+    /// Final learning rate of the cosine decay.
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr_final: Option<f32>,
+    /// Time grid of the rollouts (and the file's default).
+    #[arg(long, value_enum)]
+    pub grid: Option<GridArg>,
+    /// Standard deviation nu of the prior N(0, nu^2 I) of X_0.
+    #[arg(long, allow_negative_numbers = true)]
+    pub prior_nu: Option<f32>,
+    /// Clamp of the target score inside the control (inf: none).
+    #[arg(long, allow_negative_numbers = true)]
+    pub score_clip: Option<f32>,
     /// Channels C of the control network.
     #[arg(long)]
     pub channels: Option<u32>,
@@ -191,6 +203,16 @@ pub fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
     set(&mut cfg.eval_samples, args.eval_samples);
     set(&mut cfg.checkpoint_every, args.checkpoint_every);
     cfg.lr = args.lr.unwrap_or(cfg.lr);
+    cfg.lr_final = args.lr_final.unwrap_or(cfg.lr_final);
+    cfg.prior_nu = args.prior_nu.unwrap_or(cfg.prior_nu);
+    cfg.score_clip = args.score_clip.unwrap_or(cfg.score_clip);
+    if let Some(g) = args.grid {
+        cfg.grid = match g {
+            GridArg::Uniform => TimeGrid::Uniform,
+            GridArg::Quadratic => TimeGrid::Quadratic,
+            GridArg::Cosine => TimeGrid::Cosine,
+        };
+    }
     cfg.channels = args.channels.unwrap_or(cfg.channels);
     cfg.layers = args.layers.unwrap_or(cfg.layers);
     cfg.seed = args.seed.unwrap_or(cfg.seed);
