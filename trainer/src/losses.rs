@@ -485,6 +485,116 @@ mod tests {
         }
     }
 
+    /// Log-variance loss `Var(R(w'; path of w_bar)) / d` by direct evaluation:
+    /// the path (states, noises) is simulated once with `params`, then its
+    /// cost is re-evaluated with the control of `probe` in place of `w_bar`
+    /// (MATH.md §4: continuous form `w.(w_bar - w/2) h + sqrt(h) w.xi`;
+    /// discrete form `log p_k(X_{k+1} | X_k; w)`).
+    fn frozen_path_loss(r: &Rollout, params: &Params, probe: &Params, seed: u64, n: usize) -> f64 {
+        let d = r.d();
+        let scheme = r.scheme();
+        let (mut rngs, mut x, mut costs) = r.start(seed, &(0..n));
+        let mut extra = vec![0.0f64; n];
+        let mut g = Eval::new();
+        for (t0, t1) in r.grid() {
+            let step = Step::new(&r.header.sde, scheme, t0, t1);
+            let mut eval_w = |p: &Params| {
+                g.clear();
+                let bound = r.net.bind(&mut g, p);
+                let te = r.net.time_embedding(&mut g, &bound, t0);
+                let xv = g.constant_from(n, d, &x);
+                let w = r.control(&mut g, &bound, &te, xv, &x, (t0, &step));
+                g.value(w).data.clone()
+            };
+            let w_bar = eval_w(params);
+            let w_new = eval_w(probe);
+            let xi = Rollout::normals(&mut rngs, d);
+            let x_old = x.clone();
+            advance_paths(&step, d, &mut x, &w_bar, &xi, &mut costs);
+            for i in 0..n {
+                let row = i * d..(i + 1) * d;
+                let mut delta = 0.0f64;
+                for j in row {
+                    let (wb, wn, e) = (w_bar[j] as f64, w_new[j] as f64, xi[j] as f64);
+                    delta += match r.cost {
+                        CostForm::Continuous => {
+                            let h = step.h;
+                            (wn * (wb - 0.5 * wn) * h + h.sqrt() * wn * e)
+                                - (0.5 * wb * wb * h + h.sqrt() * wb * e)
+                        }
+                        CostForm::Discrete => {
+                            let var = step.std as f64 * step.std as f64;
+                            let mean =
+                                |w: f64| step.decay as f64 * x_old[j] as f64 + step.gain as f64 * w;
+                            let res = |w: f64| x[j] as f64 - mean(w);
+                            -0.5 * (res(wn) * res(wn) - res(wb) * res(wb)) / var
+                        }
+                    };
+                }
+                extra[i] += delta;
+            }
+        }
+        r.finish(&x, &mut costs);
+        let rs: Vec<f64> = costs
+            .iter()
+            .zip(&extra)
+            .map(|(c, e)| r.cost.of(c) + e)
+            .collect();
+        let mean = rs.iter().sum::<f64>() / n as f64;
+        rs.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n as f64 - 1.0) / d as f64
+    }
+
+    /// The log-variance gradient (tape: linear seeds `c_k xi_k` at `w = w_bar`)
+    /// against central differences of the frozen-path loss, both cost forms,
+    /// with the score term on (it is a constant input either way).
+    #[test]
+    fn log_variance_gradient_matches_finite_differences() {
+        for (cost, integrator) in [
+            (CostForm::Discrete, Integrator::EulerMaruyama),
+            (CostForm::Continuous, Integrator::EulerMaruyama),
+            (CostForm::Discrete, Integrator::Exponential),
+        ] {
+            let (r, params) = rollout(
+                Loss::LogVariance,
+                cost,
+                integrator,
+                SamplerKind::Dis,
+                Sde::default(),
+                true,
+            );
+            let n = 16;
+            let mut tape = Tape::new();
+            let out = r.run(&mut tape, &params, 3, 0..n);
+            let v = tape.var_rows(out.r, 1);
+            let loss = tape.scale(v, 1.0 / r.d() as f32);
+            let mut grads = Grads::zeros_like(&params);
+            tape.backward(loss, &mut grads);
+            let direct = frozen_path_loss(&r, &params, &params, 3, n);
+            assert!((direct - tape.item(loss) as f64).abs() < 1e-3 * (1.0 + direct.abs()));
+            let mut probe = params.clone();
+            for id in 0..params.values.len() {
+                let len = params.values[id].data.len();
+                for j in (0..len).step_by(len.div_ceil(3)) {
+                    let orig = params.values[id].data[j];
+                    let h = 1e-2f32;
+                    probe.values[id].data[j] = orig + h;
+                    let up = frozen_path_loss(&r, &params, &probe, 3, n);
+                    probe.values[id].data[j] = orig - h;
+                    let down = frozen_path_loss(&r, &params, &probe, 3, n);
+                    probe.values[id].data[j] = orig;
+                    let fd = (up - down) / (2.0 * h as f64);
+                    let got = grads.tensors[id].data[j] as f64;
+                    let tol = 2e-2 * got.abs().max(fd.abs()) + 1e-3 * (1.0 + direct.abs());
+                    assert!(
+                        (fd - got).abs() < tol,
+                        "{cost:?} {integrator:?}: param {} [{j}]: tape {got} vs fd {fd}",
+                        params.names()[id]
+                    );
+                }
+            }
+        }
+    }
+
     /// The log-variance rollout's tape value is the exact runtime cost, and
     /// the Eval and Tape modes agree.
     #[test]
