@@ -511,7 +511,7 @@ mod tests {
             let xi = Rollout::normals(&mut rngs, d);
             let x_old = x.clone();
             advance_paths(&step, d, &mut x, &w_bar, &xi, &mut costs);
-            for i in 0..n {
+            for (i, slot) in extra.iter_mut().enumerate() {
                 let row = i * d..(i + 1) * d;
                 let mut delta = 0.0f64;
                 for j in row {
@@ -531,7 +531,7 @@ mod tests {
                         }
                     };
                 }
-                extra[i] += delta;
+                *slot += delta;
             }
         }
         r.finish(&x, &mut costs);
