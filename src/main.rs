@@ -7,6 +7,7 @@
 mod args;
 mod commands;
 mod config;
+mod datasets;
 mod error;
 mod io;
 mod npy;
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{demo, eval, inspect, plot as plot_cmd, sample, train};
+use commands::{demo, eval, fit, inspect, plot as plot_cmd, sample, train};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,12 +39,14 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Draw samples (CSV, .npy or device-check hex lines).
     Sample(sample::SampleArgs),
-    /// Estimate log Z, ESS, moments and mode occupancy.
+    /// Estimate log Z, ESS, moments and mode occupancy; with --data, the likelihood bound.
     Eval(eval::EvalArgs),
-    /// Plot samples against the target (SVG).
+    /// Plot samples against the target, or against data (SVG).
     Plot(plot_cmd::PlotArgs),
     /// Train a sampler on a built-in target.
     Train(Box<train::TrainArgs>),
+    /// Fit a model to samples (CSV, .npy or toy:NAME) by denoising score matching.
+    Fit(Box<fit::FitArgs>),
     /// Train DIS on gmm, evaluate and plot it (the README's main job).
     Demo(demo::DemoArgs),
 }
@@ -55,6 +58,7 @@ fn run(cli: Cli) -> error::Result<ExitCode> {
         Command::Eval(a) => eval::run(&a).map(|()| ExitCode::SUCCESS),
         Command::Plot(a) => plot_cmd::run(&a).map(|()| ExitCode::SUCCESS),
         Command::Train(a) => train::run(&a),
+        Command::Fit(a) => fit::run(&a),
         Command::Demo(a) => demo::run(&a),
     }
 }
@@ -84,7 +88,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             eprintln!(
-                "error: missing subcommand: inspect, sample, eval, plot, train or demo (see diffctl --help)"
+                "error: missing subcommand: inspect, sample, eval, plot, train, fit or demo (see diffctl --help)"
             );
             return ExitCode::from(2);
         }

@@ -5,6 +5,8 @@
 //!   log-density (bands of one nat below the maximum over the window).
 //! * otherwise: histograms of chosen coordinates against the target's true
 //!   marginal density (closed form or quadrature).
+//! * against data ([`render_versus`]): in 2-d the data and the samples side
+//!   by side on the same window; otherwise the marginal histograms of both.
 
 use std::f64::consts::PI;
 use std::fmt::Display;
@@ -269,6 +271,164 @@ fn histograms(
     root.present().map_err(plot_error)
 }
 
+/// The SVG text of `samples` of a model against `data` (the same `d`): two
+/// scatter panels on one window (data blue, samples red) when `d = 2` and no
+/// coordinates are chosen; overlaid marginal histograms of `coords`
+/// (default: the first four) otherwise.
+pub fn render_versus(
+    data: &Samples,
+    samples: &Samples,
+    coords: Option<&[usize]>,
+    title: &str,
+) -> Result<String> {
+    if data.d != samples.d {
+        return Err(Error::new(format!(
+            "the data have d = {}, the samples d = {}",
+            data.d, samples.d
+        )));
+    }
+    let d = samples.d;
+    let mut svg = String::new();
+    match coords {
+        None if d == 2 => scatter_versus(&mut svg, data, samples, title)?,
+        _ => {
+            let default: Vec<usize> = (0..d.min(4)).collect();
+            let coords = coords.unwrap_or(&default);
+            check_coords(coords, d)?;
+            histograms_versus(&mut svg, data, samples, coords, title)?;
+        }
+    }
+    Ok(svg)
+}
+
+/// One window for both sets: the union of their central 99%.
+fn joint_range(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let (a0, a1) = axis_range(a, None);
+    let (b0, b1) = axis_range(b, None);
+    (a0.min(b0), a1.max(b1))
+}
+
+fn scatter_versus(svg: &mut String, data: &Samples, samples: &Samples, title: &str) -> Result<()> {
+    let (x0, x1) = joint_range(&column(data, 0), &column(samples, 0));
+    let (y0, y1) = joint_range(&column(data, 1), &column(samples, 1));
+    let root = SVGBackend::with_string(svg, (1320, 700)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let body = root.titled(title, ("sans-serif", 20)).map_err(plot_error)?;
+    let panels = body.split_evenly((1, 2));
+    for (area, (set, what, colour)) in panels
+        .iter()
+        .zip([(data, "data", BLUE), (samples, "samples", RED)])
+    {
+        let n = set.xs.len() / set.d;
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("{what} ({n})"), ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .label_style(("sans-serif", 14))
+            .x_desc("x0")
+            .y_desc("x1")
+            .draw()
+            .map_err(plot_error)?;
+        let points: Vec<(f64, f64)> = set
+            .xs
+            .chunks_exact(2)
+            .map(|p| (p[0] as f64, p[1] as f64))
+            .filter(|&(x, y)| x > x0 && x < x1 && y > y0 && y < y1)
+            .collect();
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&p| Circle::new(p, 2, colour.mix(0.45).filled())),
+            )
+            .map_err(plot_error)?;
+    }
+    root.present().map_err(plot_error)
+}
+
+/// Densities of `values` in `BINS` bins of `[lo, hi)`, over all `n` points.
+fn bin_heights(values: &[f64], n: usize, lo: f64, hi: f64) -> Vec<f64> {
+    let width = (hi - lo) / BINS as f64;
+    let mut counts = [0usize; BINS];
+    for v in values {
+        if *v >= lo && *v < hi {
+            counts[(((v - lo) / width) as usize).min(BINS - 1)] += 1;
+        }
+    }
+    counts
+        .iter()
+        .map(|&c| c as f64 / (n.max(1) as f64 * width))
+        .collect()
+}
+
+fn histograms_versus(
+    svg: &mut String,
+    data: &Samples,
+    samples: &Samples,
+    coords: &[usize],
+    title: &str,
+) -> Result<()> {
+    let k = coords.len();
+    let cols = if k <= 4 { k.min(2) } else { 3 };
+    let rows = k.div_ceil(cols);
+    let size = (460 * cols as u32, 60 + 330 * rows as u32);
+    let root = SVGBackend::with_string(svg, size).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let body = root
+        .titled(
+            &format!("{title}  (blue bars: data, red line: samples)"),
+            ("sans-serif", 20),
+        )
+        .map_err(plot_error)?;
+    let (n_data, n_samples) = (data.xs.len() / data.d, samples.xs.len() / samples.d);
+    for (area, &j) in body.split_evenly((rows, cols)).iter().zip(coords) {
+        let (dv, sv) = (column(data, j), column(samples, j));
+        let (lo, hi) = joint_range(&dv, &sv);
+        let width = (hi - lo) / BINS as f64;
+        let dh = bin_heights(&dv, n_data, lo, hi);
+        let sh = bin_heights(&sv, n_samples, lo, hi);
+        let top = dh.iter().chain(&sh).copied().fold(0.0, f64::max).max(1e-12) * 1.08;
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("x{j}"), ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(lo..hi, 0.0..top)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .label_style(("sans-serif", 13))
+            .y_desc("density")
+            .draw()
+            .map_err(plot_error)?;
+        let bars = dh.iter().enumerate().map(|(b, &h)| {
+            let xa = lo + b as f64 * width;
+            Rectangle::new([(xa, 0.0), (xa + width, h)], BLUE.mix(0.45).filled())
+        });
+        chart.draw_series(bars).map_err(plot_error)?;
+        // The samples' histogram as a step line over the same bins.
+        let steps: Vec<(f64, f64)> = sh
+            .iter()
+            .enumerate()
+            .flat_map(|(b, &h)| {
+                let xa = lo + b as f64 * width;
+                [(xa, h), (xa + width, h)]
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(steps, RED.stroke_width(2)))
+            .map_err(plot_error)?;
+    }
+    root.present().map_err(plot_error)
+}
+
 /// An interval holding the bulk of coordinate `j`'s true marginal.
 fn bulk(spec: &TargetSpec, j: usize) -> (f64, f64) {
     match spec.build() {
@@ -395,5 +555,17 @@ mod tests {
         assert!(svg.contains("<polyline") || svg.contains("<path"));
         assert!(render(&fake_samples(20, 10), Some(dw), Some(&[20]), "x").is_err());
         assert!(render(&fake_samples(20, 10), None, Some(&[]), "x").is_err());
+    }
+
+    #[test]
+    fn renders_data_against_samples() {
+        let svg = render_versus(&fake_samples(2, 200), &fake_samples(2, 300), None, "v").unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<circle"));
+        let svg = render_versus(&fake_samples(5, 200), &fake_samples(5, 300), None, "v").unwrap();
+        assert!(svg.contains("<polyline") || svg.contains("<path"));
+        assert!(
+            render_versus(&fake_samples(5, 20), &fake_samples(5, 30), Some(&[5]), "v").is_err()
+        );
+        assert!(render_versus(&fake_samples(2, 20), &fake_samples(3, 30), None, "v").is_err());
     }
 }

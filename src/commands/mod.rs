@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod eval;
+pub mod fit;
 pub mod inspect;
 pub mod plot;
 pub mod sample;

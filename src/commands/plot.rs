@@ -1,12 +1,15 @@
-//! `diffctl plot FILE`: samples against the target, as SVG.
+//! `diffctl plot FILE`: samples against the target, or with `--data`
+//! against data, as SVG.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use diffctl_runtime::prelude::*;
+use diffctl_trainer::data::Dataset;
 use diffctl_trainer::eval::{resolve_target, sample_file, Samples};
 
 use crate::args::{sample_options, target_name, RunArgs, TargetArgs};
+use crate::datasets::{check_dim, subset, Purpose, Source};
 use crate::error::{Error, Result};
 use crate::{io, plot};
 
@@ -31,6 +34,14 @@ pub struct PlotArgs {
     /// scatter when d = 2, else the first four).
     #[arg(long, value_delimiter = ',', value_name = "I,J,...")]
     pub coords: Option<Vec<usize>>,
+    /// Data to draw the samples against (CSV, .npy or toy:NAME); up to --n
+    /// points of it are shown.
+    #[arg(
+        long,
+        value_name = "FILE|toy:NAME",
+        conflicts_with_all = ["target", "dim", "wells", "delta", "sigma"]
+    )]
+    pub data: Option<String>,
 }
 
 pub fn run(args: &PlotArgs) -> Result<()> {
@@ -44,12 +55,30 @@ pub fn run(args: &PlotArgs) -> Result<()> {
         .map_err(|e| Error::new(format!("{}: {e}", args.file.display())))?
         .header;
     let target = resolve_target(&header, args.target.spec()?)?;
-    let opts = sample_options(args.n, args.seed, 0, header.shape.d as usize, &args.run)?;
-    let samples = sample_file(&bytes, target, &opts)?;
+    let d = header.shape.d as usize;
+    let opts = sample_options(args.n, args.seed, 0, d, &args.run)?;
     let name = args
         .file
         .file_name()
         .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+    if let Some(arg) = &args.data {
+        let source = Source::parse(arg)?;
+        let data = source.load(args.n, args.seed, Purpose::HeldOut)?;
+        check_dim(&data, &source, d, &args.file)?;
+        let shown = subset(&data, args.n, args.seed)?;
+        let samples = sample_file(&bytes, target, &opts)?;
+        write_versus(
+            &out,
+            &shown,
+            &samples,
+            args.coords.as_deref(),
+            &name,
+            &source.name(),
+        )?;
+        eprintln!("wrote {}", out.display());
+        return Ok(());
+    }
+    let samples = sample_file(&bytes, target, &opts)?;
     write(&out, &samples, target, args.coords.as_deref(), &name)?;
     eprintln!("wrote {}", out.display());
     Ok(())
@@ -83,5 +112,29 @@ pub fn write(
         None => format!("{name}: {} samples", samples.xs.len() / samples.d),
     };
     let svg = plot::render(samples, target, coords, &title)?;
+    io::write_atomic(out, svg.as_bytes())
+}
+
+/// Renders and writes (atomically) the plot of `samples` against `data`.
+pub fn write_versus(
+    out: &Path,
+    data: &Dataset,
+    samples: &Samples,
+    coords: Option<&[usize]>,
+    name: &str,
+    data_name: &str,
+) -> Result<()> {
+    let as_samples = Samples {
+        d: data.d,
+        first: 0,
+        xs: data.xs.clone(),
+        costs: None,
+    };
+    let title = format!(
+        "{name}: {} samples against {} points of {data_name}",
+        samples.xs.len() / samples.d,
+        data.len()
+    );
+    let svg = plot::render_versus(&as_samples, samples, coords, &title)?;
     io::write_atomic(out, svg.as_bytes())
 }

@@ -320,7 +320,7 @@ pub fn finish(outcome: &TrainOutcome, out: &Path, checkpoint: Option<&Path>) -> 
 
 /// The flag Ctrl-C sets: the trainer checkpoints and returns at the next
 /// iteration. A second Ctrl-C exits at once.
-fn stop_flag() -> Result<&'static AtomicBool> {
+pub(crate) fn stop_flag() -> Result<&'static AtomicBool> {
     static STOP: AtomicBool = AtomicBool::new(false);
     static INSTALLED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     INSTALLED

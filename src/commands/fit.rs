@@ -1,0 +1,281 @@
+//! `diffctl fit --data FILE`: denoising score matching (MATH.md §7) on a
+//! sample set, with a held-out validation split, early stopping, a progress
+//! bar, Ctrl-C handling (the best weights so far are written) and an atomic
+//! weights file.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use diffctl_runtime::prelude::*;
+use diffctl_trainer::dsm::{fit_with_stop, FitConfig, FitOutcome, FitProgress};
+use diffctl_trainer::eval::{sample_params, SampleOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::args::{check_threads, MAX_FLOATS};
+use crate::commands::plot::{check_svg_path, write_versus};
+use crate::commands::train::{stop_flag, DtypeArg};
+use crate::datasets::{subset, Purpose, Source};
+use crate::error::{Error, Result};
+use crate::io;
+
+/// Default number of generated samples of `toy:` data.
+const TOY_N: usize = 20_000;
+/// Largest batch a fit takes (as `train`).
+const MAX_BATCH: usize = 1 << 20;
+/// Most iterations a fit runs.
+const MAX_ITERATIONS: usize = 1 << 40;
+/// Points (data and samples each) in the `--plot` figure.
+const PLOT_POINTS: usize = 5_000;
+
+#[derive(Args, Debug, Default)]
+pub struct FitArgs {
+    /// Samples to fit: a CSV or .npy file (n x d), or toy:NAME (moons,
+    /// checkerboard, 8gaussians, swissroll, or a target preset such as gmm).
+    #[arg(long, value_name = "FILE|toy:NAME")]
+    pub data: String,
+    /// Number of samples generated for toy:NAME data.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub n: Option<usize>,
+    /// TOML file of settings (keys of dsm::FitConfig); flags override it.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// Weights file to write (default: out/<data name>.dcw).
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Training iterations (at most; early stopping may end sooner).
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Samples per iteration.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Seed of the split, the initialisation, the batches (and toy data).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Worker threads (the weights depend on it; the samples of a file do not).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Share of the data held out for validation, in (0, 1).
+    #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
+    pub validation: Option<f64>,
+    /// Stop after this many validations without improvement (0: never early).
+    #[arg(long, value_name = "N")]
+    pub patience: Option<usize>,
+    /// Channels C of the control network.
+    #[arg(long)]
+    pub channels: Option<u32>,
+    /// Layers L of the control network.
+    #[arg(long)]
+    pub layers: Option<u32>,
+    /// Peak learning rate.
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f32>,
+    /// Storage type of the weights file.
+    #[arg(long, value_enum)]
+    pub dtype: Option<DtypeArg>,
+    /// Also plot the data against samples of the fitted model (SVG).
+    #[arg(long, value_name = "PATH.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+/// The configuration: defaults, then the file, then the flags.
+pub fn build_config(args: &FitArgs) -> Result<FitConfig> {
+    let mut cfg = match &args.config {
+        Some(path) => {
+            let text = String::from_utf8(io::read(path)?)
+                .map_err(|_| Error::new(format!("{}: not UTF-8 text", path.display())))?;
+            toml::from_str::<FitConfig>(&text)
+                .map_err(|e| Error::new(format!("{}: {e}", path.display())))?
+        }
+        None => FitConfig::default(),
+    };
+    let set = |slot: &mut usize, v: Option<usize>| {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    };
+    set(&mut cfg.iterations, args.iterations);
+    set(&mut cfg.batch, args.batch);
+    set(&mut cfg.threads, args.threads);
+    set(&mut cfg.patience, args.patience);
+    cfg.seed = args.seed.unwrap_or(cfg.seed);
+    cfg.validation_fraction = args.validation.unwrap_or(cfg.validation_fraction);
+    cfg.channels = args.channels.unwrap_or(cfg.channels);
+    cfg.layers = args.layers.unwrap_or(cfg.layers);
+    cfg.lr = args.lr.unwrap_or(cfg.lr);
+    if let Some(d) = args.dtype {
+        cfg.dtype = match d {
+            DtypeArg::F32 => Dtype::F32,
+            DtypeArg::F16 => Dtype::F16,
+            DtypeArg::Bf16 => Dtype::Bf16,
+        };
+    }
+    check_threads(Some(cfg.threads))?;
+    for (name, v, max) in [
+        ("batch", cfg.batch, MAX_BATCH),
+        ("iterations", cfg.iterations, MAX_ITERATIONS),
+    ] {
+        if v > max {
+            return Err(Error::new(format!(
+                "invalid configuration: {name} must be at most {max}, got {v}"
+            )));
+        }
+    }
+    Ok(cfg)
+}
+
+pub fn run(args: &FitArgs) -> Result<ExitCode> {
+    let source = Source::parse(&args.data)?;
+    if args.n.is_some() && matches!(source, Source::File(_)) {
+        return Err("--n sets the size of toy:NAME data; a data file is used whole".into());
+    }
+    let cfg = build_config(args)?;
+    if let Some(p) = &args.plot {
+        check_svg_path(p)?;
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("out/{}.dcw", source.name())));
+    let data = source.load(args.n.unwrap_or(TOY_N), cfg.seed, Purpose::Fit)?;
+    let d = data.d;
+    // The widest activation of a batch, d or C floats per sample.
+    let width = d.max(cfg.channels as usize);
+    if cfg.batch.checked_mul(width).is_none_or(|f| f > MAX_FLOATS) {
+        return Err(Error::new(format!(
+            "batch = {} is too large for d = {d} and C = {} (at most {} samples)",
+            cfg.batch,
+            cfg.channels,
+            MAX_FLOATS / width.max(1)
+        )));
+    }
+    cfg.validate(d)
+        .map_err(|e| Error::new(format!("invalid configuration: {e}")))?;
+    // Ctrl-C is caught from here on (before the first line, which callers may wait for).
+    let stop = stop_flag()?;
+    eprintln!(
+        "fitting DSM to {}: up to {} iterations, batch {}, C = {}, L = {}, {} threads",
+        source.describe(&data),
+        cfg.iterations,
+        cfg.batch,
+        cfg.channels,
+        cfg.layers,
+        cfg.threads
+    );
+    let mut reporter = Reporter::new(cfg.iterations);
+    let result = fit_with_stop(&data, &cfg, Some(stop), &mut |p| reporter.update(p));
+    reporter.finish();
+    let outcome = result.map_err(|e| Error::new(e.to_string()))?;
+
+    io::write_atomic(&out, &outcome.weights)?;
+    print!("{}", summary(&outcome, &source.describe(&data)));
+    println!(
+        "weights          {} ({} bytes)",
+        out.display(),
+        outcome.weights.len()
+    );
+    if outcome.interrupted {
+        eprintln!(
+            "interrupted after {} iterations: the weights are the best validated ones so far",
+            outcome.iterations
+        );
+    }
+    if let Some(p) = &args.plot {
+        let shown = subset(&data, PLOT_POINTS, cfg.seed)?;
+        let opts = SampleOptions {
+            n: PLOT_POINTS,
+            seed: cfg.seed.wrapping_add(1),
+            threads: cfg.threads,
+            ..SampleOptions::default()
+        };
+        let samples = sample_params(&outcome.header, &outcome.params, None, &opts)?;
+        let label = out
+            .file_name()
+            .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+        write_versus(p, &shown, &samples, None, &label, &source.name())?;
+        println!("plot             {}", p.display());
+    }
+    Ok(if outcome.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The summary lines: sizes, best validation, early stop, time.
+fn summary(o: &FitOutcome, data: &str) -> String {
+    let stop = if o.interrupted {
+        "no (interrupted by Ctrl-C)".to_string()
+    } else if o.stopped_early {
+        format!("yes, after {} iterations", o.iterations)
+    } else {
+        format!("no ({} iterations)", o.iterations)
+    };
+    format!(
+        "data             {data}\n\
+         train/validation {} / {} samples\n\
+         best validation  {:.5} (DSM loss per dimension) at iteration {}\n\
+         early stop       {stop}\n\
+         time             {:.1} s\n",
+        o.n_train, o.n_validation, o.best_validation_loss, o.best_iteration, o.seconds
+    )
+}
+
+/// A progress bar on a terminal, a line every 5% of the iterations otherwise.
+struct Reporter {
+    bar: Option<ProgressBar>,
+    every: usize,
+}
+
+impl Reporter {
+    fn new(iterations: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(iterations as u64);
+            let style = ProgressStyle::with_template(
+                "{bar:30.cyan/blue} {pos:>6}/{len} {msg} [{elapsed_precise}, eta {eta}]",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar
+        });
+        Reporter {
+            bar,
+            every: (iterations / 20).max(1),
+        }
+    }
+
+    fn update(&mut self, p: &FitProgress) {
+        let best = if p.best_validation_loss.is_finite() {
+            format!("{:.5}", p.best_validation_loss)
+        } else {
+            "-".into()
+        };
+        let msg = format!(
+            "loss {:.4e}  |g| {:.3}  lr {:.2e}  best val {best}",
+            p.loss, p.grad_norm, p.lr
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(p.iteration as u64);
+                bar.set_message(msg);
+            }
+            None if p.iteration % self.every == 0 || p.iteration == p.iterations => {
+                eprintln!(
+                    "iteration {:>6}/{}  {msg}  ({:.1} s)",
+                    p.iteration,
+                    p.iterations,
+                    p.elapsed.as_secs_f64()
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
