@@ -1,8 +1,8 @@
 //! Reading input files and writing output files atomically.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 
@@ -25,45 +25,11 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| io_error(path, &e))
 }
 
-/// Writes `bytes` to `path` atomically: to `PATH.tmp` in the same directory,
-/// flushed to disk, then renamed over `path`. Readers see the old file or the
-/// new one, never a part. Missing parent directories are created.
+/// Writes `bytes` to `path` atomically (see `diffctl_trainer::train::write_atomic`:
+/// temporary file, flush, rename; devices and FIFOs are written in place),
+/// with the path in any error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| io_error(parent, &e))?;
-    }
-    let tmp = tmp_path(path);
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_error(path, &e));
-    }
-    sync_parent(path);
-    Ok(())
-}
-
-/// `PATH.tmp`: the same file name with `.tmp` appended.
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    PathBuf::from(name)
-}
-
-/// Makes the rename durable (best effort: not every platform can open a directory).
-fn sync_parent(path: &Path) {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if let Ok(dir) = File::open(parent) {
-        let _ = dir.sync_all();
-    }
+    diffctl_trainer::train::write_atomic(path, bytes).map_err(|e| io_error(path, &e))
 }
 
 /// Writes `bytes` to standard output; a closed pipe (`| head`) is not an error.
@@ -91,8 +57,26 @@ mod tests {
         write_atomic(&path, b"one").unwrap();
         write_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
-        assert!(!tmp_path(&path).exists());
+        assert!(!dir.join("sub").join("a.txt.tmp").exists());
         assert!(read(&dir).is_err());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A device is written in place, never replaced by a file: /dev/full
+    /// stays a device and the write reports the device's error.
+    #[test]
+    fn devices_are_written_in_place() {
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            return; // not a Linux machine
+        }
+        let err = write_atomic(full, b"x").unwrap_err();
+        assert!(err.to_string().contains("/dev/full"), "{err}");
+        assert!(
+            !fs::metadata(full).unwrap().is_file(),
+            "/dev/full was replaced by a file"
+        );
+        write_atomic(Path::new("/dev/null"), b"fine").unwrap();
+        assert!(!fs::metadata("/dev/null").unwrap().is_file());
     }
 }
