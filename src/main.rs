@@ -12,6 +12,7 @@ mod error;
 mod io;
 mod npy;
 mod plot;
+mod progress;
 
 use std::process::ExitCode;
 

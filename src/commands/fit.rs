@@ -3,7 +3,6 @@
 //! bar, Ctrl-C handling (the best weights so far are written) and an atomic
 //! weights file.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,7 +10,6 @@ use clap::Args;
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::dsm::{fit_with_stop, FitConfig, FitOutcome, FitProgress};
 use diffctl_trainer::eval::{sample_params, SampleOptions};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{check_threads, MAX_FLOATS};
 use crate::commands::plot::{check_svg_path, write_versus};
@@ -19,6 +17,7 @@ use crate::commands::train::{stop_flag, DtypeArg};
 use crate::datasets::{subset, Purpose, Source};
 use crate::error::{Error, Result};
 use crate::io;
+use crate::progress;
 
 /// Default number of generated samples of `toy:` data.
 const TOY_N: usize = 20_000;
@@ -163,8 +162,10 @@ pub fn run(args: &FitArgs) -> Result<ExitCode> {
         cfg.layers,
         cfg.threads
     );
-    let mut reporter = Reporter::new(cfg.iterations);
-    let result = fit_with_stop(&data, &cfg, Some(stop), &mut |p| reporter.update(p));
+    let mut reporter = progress::Reporter::new(cfg.iterations);
+    let result = fit_with_stop(&data, &cfg, Some(stop), &mut |p| {
+        reporter.update(p.iteration, p.iterations, p.elapsed, || progress_message(p))
+    });
     reporter.finish();
     let outcome = result.map_err(|e| Error::new(e.to_string()))?;
 
@@ -222,60 +223,15 @@ fn summary(o: &FitOutcome, data: &str) -> String {
     )
 }
 
-/// A progress bar on a terminal, a line every 5% of the iterations otherwise.
-struct Reporter {
-    bar: Option<ProgressBar>,
-    every: usize,
-}
-
-impl Reporter {
-    fn new(iterations: usize) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(iterations as u64);
-            let style = ProgressStyle::with_template(
-                "{bar:30.cyan/blue} {pos:>6}/{len} {msg} [{elapsed_precise}, eta {eta}]",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
-            bar.set_style(style);
-            bar
-        });
-        Reporter {
-            bar,
-            every: (iterations / 20).max(1),
-        }
-    }
-
-    fn update(&mut self, p: &FitProgress) {
-        let best = if p.best_validation_loss.is_finite() {
-            format!("{:.5}", p.best_validation_loss)
-        } else {
-            "-".into()
-        };
-        let msg = format!(
-            "loss {:.4e}  |g| {:.3}  lr {:.2e}  best val {best}",
-            p.loss, p.grad_norm, p.lr
-        );
-        match &self.bar {
-            Some(bar) => {
-                bar.set_position(p.iteration as u64);
-                bar.set_message(msg);
-            }
-            None if p.iteration % self.every == 0 || p.iteration == p.iterations => {
-                eprintln!(
-                    "iteration {:>6}/{}  {msg}  ({:.1} s)",
-                    p.iteration,
-                    p.iterations,
-                    p.elapsed.as_secs_f64()
-                );
-            }
-            None => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
+/// The fit progress line: loss, gradient norm, learning rate, best validation loss.
+fn progress_message(p: &FitProgress) -> String {
+    let best = if p.best_validation_loss.is_finite() {
+        format!("{:.5}", p.best_validation_loss)
+    } else {
+        "-".into()
+    };
+    format!(
+        "loss {:.4e}  |g| {:.3}  lr {:.2e}  best val {best}",
+        p.loss, p.grad_norm, p.lr
+    )
 }

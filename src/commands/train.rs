@@ -1,7 +1,6 @@
 //! `diffctl train`: trains a sampler on a built-in target, with a progress
 //! bar, Ctrl-C handling (checkpoint, then stop) and an atomic weights file.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +9,6 @@ use std::sync::OnceLock;
 use clap::{Args, ValueEnum};
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::train::{self, Loss, Progress, RunOptions, TrainConfig, TrainOutcome};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{
     check_threads, describe_target, target_name, target_spec, CostArg, GridArg, IntegratorArg,
@@ -18,6 +16,7 @@ use crate::args::{
 };
 use crate::commands::plot::{check_svg_path, write as write_plot};
 use crate::error::{Error, Result};
+use crate::progress;
 use crate::{config, io};
 
 #[derive(Args, Debug, Default)]
@@ -350,64 +349,22 @@ pub fn train_with_progress(
         resume,
         stop: Some(stop_flag()?),
     };
-    let mut report = Reporter::new(cfg.iterations);
-    let result = train::train(cfg, &run, &mut |p| report.update(p));
+    let mut report = progress::Reporter::new(cfg.iterations);
+    let result = train::train(cfg, &run, &mut |p| {
+        report.update(p.iteration, p.iterations, p.elapsed, || progress_message(p))
+    });
     report.finish();
     result.map_err(|e| Error::new(e.to_string()))
 }
 
-struct Reporter {
-    bar: Option<ProgressBar>,
-    every: usize,
-}
-
-impl Reporter {
-    fn new(iterations: usize) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(iterations as u64);
-            let style = ProgressStyle::with_template(
-                "{bar:30.cyan/blue} {pos:>6}/{len} {msg} [{elapsed_precise}, eta {eta}]",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
-            bar.set_style(style);
-            bar
-        });
-        Reporter {
-            bar,
-            every: (iterations / 20).max(1),
-        }
-    }
-
-    fn update(&mut self, p: &Progress) {
-        let log_z = p
-            .last_eval
-            .as_ref()
-            .map_or("-".to_string(), |r| format!("{:+.4}", r.estimates.log_z_is));
-        let msg = format!(
-            "loss {:.4e}  |g| {:.3}  lr {:.2e}  log Z_is {log_z}",
-            p.loss, p.grad_norm, p.lr
-        );
-        match &self.bar {
-            Some(bar) => {
-                bar.set_position(p.iteration as u64);
-                bar.set_message(msg);
-            }
-            None if p.iteration % self.every == 0 || p.iteration == p.iterations => {
-                eprintln!(
-                    "iteration {:>6}/{}  {msg}  ({:.1} s)",
-                    p.iteration,
-                    p.iterations,
-                    p.elapsed.as_secs_f64()
-                );
-            }
-            None => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
+/// The training progress line: loss, gradient norm, learning rate, latest log Z_is.
+fn progress_message(p: &Progress) -> String {
+    let log_z = p
+        .last_eval
+        .as_ref()
+        .map_or("-".to_string(), |r| format!("{:+.4}", r.estimates.log_z_is));
+    format!(
+        "loss {:.4e}  |g| {:.3}  lr {:.2e}  log Z_is {log_z}",
+        p.loss, p.grad_norm, p.lr
+    )
 }
