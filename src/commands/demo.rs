@@ -17,7 +17,7 @@ use crate::io;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// A ~20 s budget (smoke test) instead of a few minutes.
+    /// A ~20 s budget (smoke test) instead of about a minute.
     #[arg(long)]
     pub quick: bool,
     /// Output folder.
@@ -25,7 +25,7 @@ pub struct DemoArgs {
     pub dir: std::path::PathBuf,
 }
 
-/// The demo's training budget: about 3 minutes on 2 cores (K = 100, 1500
+/// The demo's training budget: about a minute on 2 cores (K = 100, 1500
 /// iterations of batch 512), or about 20 s with `quick` (K = 50, 400 iterations).
 /// The exponential integrator: with `beta_bar` up to 10 it leaves a several
 /// times smaller path-cost spread than Euler–Maruyama at the same K
