@@ -1,6 +1,6 @@
-//! `diffctl eval FILE`: log Z estimates, ESS, moments and mode occupancy,
-//! through the runtime; with `--data`, the likelihood bound of MATH.md §7 on
-//! held-out samples instead.
+//! `diffctl eval FILE`: log Z estimates, ESS, moments, mode occupancy and the
+//! sliced W2 distance to exact target samples, through the runtime; with `--data`,
+//! the likelihood bound of MATH.md §7 on held-out samples instead.
 
 use std::path::PathBuf;
 

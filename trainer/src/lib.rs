@@ -3,6 +3,7 @@
 
 pub mod autodiff;
 pub mod data;
+pub mod distance;
 pub mod dsm;
 pub mod elbo;
 pub mod eval;
