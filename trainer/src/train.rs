@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use diffctl_runtime::integrate::Scheme;
 use diffctl_runtime::normal::stream;
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::weights::{crc32, encode};
@@ -187,8 +188,6 @@ impl TrainConfig {
         Ok(())
     }
 }
-
-use diffctl_runtime::integrate::Scheme;
 
 /// Where to checkpoint, whether to resume, and a stop flag (Ctrl-C).
 #[derive(Clone, Debug, Default)]
