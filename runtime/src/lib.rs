@@ -15,6 +15,7 @@
 //! | [`integrate`] | Euler–Maruyama, exponential, probability flow; path costs |
 //! | [`normal`] | per-sample random streams and standard normals |
 //! | [`weights`] | the weights file |
+//! | [`hex`] | the text line format of the device check (bits of each sample) |
 //!
 //! ## Determinism
 //!
