@@ -42,10 +42,20 @@ pub fn stream(seed: u64, index: u64) -> PathRng {
     PathRng::from_seed(state)
 }
 
-/// A uniform in the open interval `(0, 1)` with 53 bits: `(k + 1/2) 2^-53`.
+/// `2^-53`: the spacing of 53-bit uniforms.
+const UNIT_53: f64 = 1.0 / 9_007_199_254_740_992.0;
+
+/// A uniform in `[0, 1)` with 53 bits: `k 2^-53` (one `u64` draw).
 #[inline]
-fn open_uniform_f64(rng: &mut PathRng) -> f64 {
-    ((rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / 9_007_199_254_740_992.0)
+pub fn uniform_f64<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+    (rng.next_u64() >> 11) as f64 * UNIT_53
+}
+
+/// A uniform in the open interval `(0, 1)` with 53 bits: `(k + 1/2) 2^-53`
+/// (one `u64` draw; never 0, so its logarithm is finite).
+#[inline]
+pub fn open_uniform_f64<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+    ((rng.next_u64() >> 11) as f64 + 0.5) * UNIT_53
 }
 
 /// One Box–Muller pair of independent standard normals (two `u64` draws).

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use diffctl_runtime::normal::{normal_pair, stream, PathRng};
+use diffctl_runtime::normal::{normal_pair, stream, uniform_f64, PathRng};
 use diffctl_runtime::target::{Builtin, MultiWell, TargetSpec};
 use rand_core::Rng;
 use serde::{Deserialize, Serialize};
@@ -153,9 +153,9 @@ pub(crate) fn uniform_index(rng: &mut PathRng, n: usize) -> usize {
     ((rng.next_u64() as u128 * n as u128) >> 64) as usize
 }
 
-/// Uniform in `[0, 1)` with 53 bits.
+/// Uniform in `[0, 1)` with 53 bits (the runtime's).
 fn uniform(rng: &mut PathRng) -> f64 {
-    (rng.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
+    uniform_f64(rng)
 }
 
 /// Reads a sample file: `.npy` by extension (or by its magic bytes),

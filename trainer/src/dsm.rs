@@ -67,7 +67,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use diffctl_runtime::network::NetworkRef;
-use diffctl_runtime::normal::{fill_normals, stream};
+use diffctl_runtime::normal::{fill_normals, stream, uniform_f64};
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::weights::encode;
 use rand_core::Rng;
@@ -360,8 +360,7 @@ impl<'a> Batch<'a> {
         // Stratified quantiles (j + U_j) / M: every batch covers all of [eps, T].
         let times = (0..m)
             .map(|j| {
-                let u = (stream(seed, u64::MAX - j as u64).next_u64() >> 11) as f64
-                    * (1.0 / 9_007_199_254_740_992.0);
+                let u = uniform_f64(&mut stream(seed, u64::MAX - j as u64));
                 law.at((j as f64 + u) / m as f64)
             })
             .collect();
@@ -451,7 +450,7 @@ impl Validation {
         let mut xi = vec![0.0f32; d];
         for (i, &stratum) in strata.iter().enumerate() {
             let mut rng = stream(vseed, i as u64);
-            let u = (rng.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0);
+            let u = uniform_f64(&mut rng);
             let (s, w) = law.at((stratum as f64 + u) / n as f64);
             fill_normals(&mut rng, &mut xi);
             noised(

@@ -45,10 +45,9 @@
 
 use diffctl_runtime::control::Control;
 use diffctl_runtime::network::NetworkRef;
-use diffctl_runtime::normal::{fill_normals, stream};
+use diffctl_runtime::normal::{fill_normals, open_uniform_f64, stream};
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::target::Builtin;
-use rand_core::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
@@ -279,7 +278,7 @@ fn point_bound<C: Control>(
     let cv_exact = 0.5 * (1.0 - a_t * a_t) * (y2 - d) - beta_term;
     let mut integral = if cfg.control_variate { cv_exact } else { 0.0 };
     for k in 0..k_total {
-        let v = ((rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / 9_007_199_254_740_992.0);
+        let v = open_uniform_f64(&mut rng);
         let s = (k as f64 + v) * width;
         let decay = (-sde.a(s)).exp();
         let std = (-(-2.0 * sde.a(s)).exp_m1()).sqrt();

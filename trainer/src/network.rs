@@ -17,6 +17,7 @@
 
 pub use diffctl_runtime::network::NetworkShape;
 use diffctl_runtime::network::{frequency, Param, ParamSpec};
+use diffctl_runtime::normal::{open_uniform_f64, uniform_f64};
 use rand_core::Rng;
 
 use crate::autodiff::{Graph, Mode, ParamId, Params, Tensor, Var};
@@ -73,8 +74,8 @@ pub struct ScoreTerm {
 
 /// Standard normal by Box–Muller (f64 inside, libm for portability).
 fn normal<R: Rng + ?Sized>(rng: &mut R) -> f32 {
-    let u1 = ((rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
-    let u2 = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+    let u1 = open_uniform_f64(rng);
+    let u2 = uniform_f64(rng);
     (libm::sqrt(-2.0 * libm::log(u1)) * libm::cos(2.0 * std::f64::consts::PI * u2)) as f32
 }
 
