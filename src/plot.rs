@@ -14,6 +14,7 @@ use std::fmt::Display;
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::target::{Builtin, MultiWell};
 use diffctl_trainer::eval::Samples;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
@@ -215,18 +216,8 @@ fn histograms(
     for (area, &j) in body.split_evenly((rows, cols)).iter().zip(coords) {
         let values = column(samples, j);
         let (lo, hi) = axis_range(&values, target.map(|t| bulk(&t, j)));
-        let width = (hi - lo) / BINS as f64;
-        let mut counts = [0usize; BINS];
-        for v in &values {
-            if *v >= lo && *v < hi {
-                counts[(((v - lo) / width) as usize).min(BINS - 1)] += 1;
-            }
-        }
-        // Densities: counts over all n samples, so mass outside the window is not spread inside.
-        let heights: Vec<f64> = counts
-            .iter()
-            .map(|&c| c as f64 / (n as f64 * width))
-            .collect();
+        // Densities over all n samples, so mass outside the window is not spread inside.
+        let heights = bin_heights(&values, n, lo, hi);
         let curve: Vec<(f64, f64)> = match target {
             Some(t) => (0..=400)
                 .map(|i| lo + (hi - lo) * i as f64 / 400.0)
@@ -234,39 +225,7 @@ fn histograms(
                 .collect(),
             None => Vec::new(),
         };
-        let top = heights
-            .iter()
-            .chain(curve.iter().map(|(_, y)| y))
-            .copied()
-            .filter(|v| v.is_finite())
-            .fold(0.0, f64::max)
-            .max(1e-12)
-            * 1.08;
-
-        let mut chart = ChartBuilder::on(area)
-            .caption(format!("x{j}"), ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(lo..hi, 0.0..top)
-            .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .label_style(("sans-serif", 13))
-            .y_desc("density")
-            .draw()
-            .map_err(plot_error)?;
-        let bars = heights.iter().enumerate().map(|(b, &h)| {
-            let xa = lo + b as f64 * width;
-            Rectangle::new([(xa, 0.0), (xa + width, h)], BLUE.mix(0.55).filled())
-        });
-        chart.draw_series(bars).map_err(plot_error)?;
-        if !curve.is_empty() {
-            chart
-                .draw_series(LineSeries::new(curve, RED.stroke_width(2)))
-                .map_err(plot_error)?;
-        }
+        histogram_panel(area, j, (lo, hi), &heights, curve)?;
     }
     root.present().map_err(plot_error)
 }
@@ -393,26 +352,6 @@ fn histograms_versus(
         let width = (hi - lo) / BINS as f64;
         let dh = bin_heights(&dv, n_data, lo, hi);
         let sh = bin_heights(&sv, n_samples, lo, hi);
-        let top = dh.iter().chain(&sh).copied().fold(0.0, f64::max).max(1e-12) * 1.08;
-        let mut chart = ChartBuilder::on(area)
-            .caption(format!("x{j}"), ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(lo..hi, 0.0..top)
-            .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .label_style(("sans-serif", 13))
-            .y_desc("density")
-            .draw()
-            .map_err(plot_error)?;
-        let bars = dh.iter().enumerate().map(|(b, &h)| {
-            let xa = lo + b as f64 * width;
-            Rectangle::new([(xa, 0.0), (xa + width, h)], BLUE.mix(0.45).filled())
-        });
-        chart.draw_series(bars).map_err(plot_error)?;
         // The samples' histogram as a step line over the same bins.
         let steps: Vec<(f64, f64)> = sh
             .iter()
@@ -422,11 +361,55 @@ fn histograms_versus(
                 [(xa, h), (xa + width, h)]
             })
             .collect();
-        chart
-            .draw_series(LineSeries::new(steps, RED.stroke_width(2)))
-            .map_err(plot_error)?;
+        histogram_panel(area, j, (lo, hi), &dh, steps)?;
     }
     root.present().map_err(plot_error)
+}
+
+/// One histogram panel for coordinate `j`: blue bars of `heights` (equal bins
+/// over `[lo, hi)`) and, unless empty, a red `overlay` line (the true marginal,
+/// or the samples' histogram as steps).
+fn histogram_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    j: usize,
+    (lo, hi): (f64, f64),
+    heights: &[f64],
+    overlay: Vec<(f64, f64)>,
+) -> Result<()> {
+    let width = (hi - lo) / heights.len() as f64;
+    let top = heights
+        .iter()
+        .chain(overlay.iter().map(|(_, y)| y))
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+        .max(1e-12)
+        * 1.08;
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("x{j}"), ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(lo..hi, 0.0..top)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .label_style(("sans-serif", 13))
+        .y_desc("density")
+        .draw()
+        .map_err(plot_error)?;
+    let bars = heights.iter().enumerate().map(|(b, &h)| {
+        let xa = lo + b as f64 * width;
+        Rectangle::new([(xa, 0.0), (xa + width, h)], BLUE.mix(0.5).filled())
+    });
+    chart.draw_series(bars).map_err(plot_error)?;
+    if !overlay.is_empty() {
+        chart
+            .draw_series(LineSeries::new(overlay, RED.stroke_width(2)))
+            .map_err(plot_error)?;
+    }
+    Ok(())
 }
 
 /// An interval holding the bulk of coordinate `j`'s true marginal.
