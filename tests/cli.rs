@@ -253,6 +253,19 @@ fn bad_inputs_give_one_line_errors() {
     fails(&["train", "--target", "dw20", "--delta", "nan"]);
     fails(&["train", "--target", "gmm", "--plot", "x.png"]);
     fails(&["train", "--target", "gmm", "--resume"]);
+    fails(&["train", "--target", "gmm", "--explore", "0.5"]);
+    fails(&["train", "--target", "gmm", "--explore", "inf"]);
+    fails(&[
+        "train",
+        "--target",
+        "gmm",
+        "--explore",
+        "2",
+        "--explore-decay",
+        "0",
+    ]);
+    let kl = fails(&["train", "--target", "gmm", "--explore", "2", "--loss", "kl"]);
+    assert!(kl.contains("explore"), "{kl}");
     fails(&["train", "--config", missing]);
     let config = dir.join("bad.toml");
     for bad in [

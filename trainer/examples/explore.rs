@@ -1,5 +1,5 @@
 //! Ad-hoc training run for tuning: `cargo run --release -p diffctl-trainer --example explore -- KEY=VALUE ...`
-//! Keys: target, iterations, batch, steps, lr, lr_final, clip, ema, loss (lv|kl), integrator (em|exp), grid, threads, seed, eval_every.
+//! Keys: target, iterations, batch, steps, lr, lr_final, clip, ema, loss (lv|kl), integrator (em|exp), grid, threads, seed, eval_every, explore, explore_decay, sampler (dis|pis|dds).
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::train::{train, Loss, RunOptions, TrainConfig};
 
@@ -23,6 +23,18 @@ fn main() {
             "threads" => cfg.threads = v.parse().unwrap(),
             "seed" => cfg.seed = v.parse().unwrap(),
             "eval_every" => cfg.eval_every = v.parse().unwrap(),
+            "explore" => cfg.explore = v.parse().unwrap(),
+            "explore_decay" => cfg.explore_decay = v.parse().unwrap(),
+            "sampler" => {
+                cfg.sampler = match v {
+                    "pis" => SamplerKind::Pis,
+                    "dds" => SamplerKind::Dds,
+                    _ => SamplerKind::Dis,
+                };
+                if cfg.sampler == SamplerKind::Pis {
+                    cfg.sde = Sde::pis_reference();
+                }
+            }
             "loss" => {
                 cfg.loss = if v == "kl" {
                     Loss::Kl

@@ -14,6 +14,14 @@
 //!   discrete form (from `log p_k(X_{k+1} | X_k; w)`). So the tape holds only
 //!   `sum_k w_k . (c_k xi_k)` plus a constant offset carrying the exact value;
 //!   the loss is the batch variance of `R`. No backpropagation through states.
+//!   *Exploration* (`explore > 1`, discrete form only): the fixed path is
+//!   drawn with its noise scaled, `X_{k+1} = decay X_k + gain w_bar + std kappa xi`.
+//!   `R_disc` is still `log p(path; w) - log q(path) - log rho`, evaluated at
+//!   that path, with residual `kappa xi` and derivative `(gain / std) kappa xi`:
+//!   the same code with `xi` replaced by `kappa xi`. Var(R) is zero exactly
+//!   when the model's path density is proportional to the target's on the
+//!   support of the sampling process, which is wider than the model's own:
+//!   on-policy, a model that has dropped modes sees no cost for them.
 //! * **KL**: states are reparametrised functions of the parameters and
 //!   everything is on the tape: `mean R` without the Itô term (continuous) or
 //!   the `q_k` terms and `-log rho(X_K)` (discrete; `log p_k` is then a
@@ -54,6 +62,10 @@ pub struct Rollout {
     pub target: Builtin,
     pub loss: Loss,
     pub cost: CostForm,
+    /// Scale of the log-variance loss's path noise (1: on-policy). The paths
+    /// then come from a wider process, but `R_disc` is still the model's
+    /// density ratio at those paths, so the loss keeps its minimiser.
+    pub explore: f32,
 }
 
 /// Per-sample outputs of a rollout over one shard.
@@ -202,7 +214,10 @@ impl Rollout {
             let xv = g.constant_from(n, d, &x);
             let w = self.control(g, &bound, &te, xv, &x, (t0, &step));
             let w_bar = g.value(w).data.clone();
-            let xi = Self::normals(&mut rngs, d);
+            let mut xi = Self::normals(&mut rngs, d);
+            if self.explore != 1.0 {
+                xi.iter_mut().for_each(|v| *v *= self.explore);
+            }
             // dR/dw at w = w_bar (module docs).
             let c = match self.cost {
                 CostForm::Continuous => step.h.sqrt() as f32,
@@ -396,6 +411,7 @@ mod tests {
             target: TargetSpec::Gmm.build(),
             loss,
             cost,
+            explore: 1.0,
         };
         (r, params)
     }
@@ -508,7 +524,8 @@ mod tests {
             };
             let w_bar = eval_w(params);
             let w_new = eval_w(probe);
-            let xi = Rollout::normals(&mut rngs, d);
+            let mut xi = Rollout::normals(&mut rngs, d);
+            xi.iter_mut().for_each(|v| *v *= r.explore);
             let x_old = x.clone();
             advance_paths(&step, d, &mut x, &w_bar, &xi, &mut costs);
             for (i, slot) in extra.iter_mut().enumerate() {
@@ -546,22 +563,49 @@ mod tests {
 
     /// The log-variance gradient (tape: linear seeds `c_k xi_k` at `w = w_bar`)
     /// against central differences of the frozen-path loss, both cost forms,
-    /// with the score term on (it is a constant input either way).
+    /// with the score term on (it is a constant input either way), on-policy
+    /// and with exploration (wider path noise, discrete cost), DIS and PIS.
     #[test]
     fn log_variance_gradient_matches_finite_differences() {
-        for (cost, integrator) in [
-            (CostForm::Discrete, Integrator::EulerMaruyama),
-            (CostForm::Continuous, Integrator::EulerMaruyama),
-            (CostForm::Discrete, Integrator::Exponential),
-        ] {
-            let (r, params) = rollout(
-                Loss::LogVariance,
-                cost,
-                integrator,
+        for (cost, integrator, sampler, explore) in [
+            (
+                CostForm::Discrete,
+                Integrator::EulerMaruyama,
                 SamplerKind::Dis,
-                Sde::default(),
-                true,
-            );
+                1.0,
+            ),
+            (
+                CostForm::Continuous,
+                Integrator::EulerMaruyama,
+                SamplerKind::Dis,
+                1.0,
+            ),
+            (
+                CostForm::Discrete,
+                Integrator::Exponential,
+                SamplerKind::Dis,
+                1.0,
+            ),
+            (
+                CostForm::Discrete,
+                Integrator::Exponential,
+                SamplerKind::Dis,
+                1.7,
+            ),
+            (
+                CostForm::Discrete,
+                Integrator::EulerMaruyama,
+                SamplerKind::Pis,
+                2.5,
+            ),
+        ] {
+            let sde = if sampler == SamplerKind::Pis {
+                Sde::pis_reference()
+            } else {
+                Sde::default()
+            };
+            let (mut r, params) = rollout(Loss::LogVariance, cost, integrator, sampler, sde, true);
+            r.explore = explore;
             let n = 16;
             let mut tape = Tape::new();
             let out = r.run(&mut tape, &params, 3, 0..n);
@@ -587,7 +631,8 @@ mod tests {
                     let tol = 2e-2 * got.abs().max(fd.abs()) + 1e-3 * (1.0 + direct.abs());
                     assert!(
                         (fd - got).abs() < tol,
-                        "{cost:?} {integrator:?}: param {} [{j}]: tape {got} vs fd {fd}",
+                        "{cost:?} {integrator:?} {sampler:?} explore {explore}: param {} [{j}]: \
+                         tape {got} vs fd {fd}",
                         params.names()[id]
                     );
                 }

@@ -69,6 +69,12 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Storage type of the exported weights.
     pub dtype: Dtype,
+    /// Off-policy exploration of the log-variance loss: the training paths'
+    /// noise is scaled by `explore` at iteration 0, decaying linearly to 1
+    /// (on-policy) at `explore_decay` of the run. 1 turns it off. Needs the
+    /// discrete path cost (see [`crate::losses`]).
+    pub explore: f32,
+    pub explore_decay: f32,
 }
 
 impl Default for TrainConfig {
@@ -100,11 +106,20 @@ impl Default for TrainConfig {
             eval_samples: 10_000,
             checkpoint_every: 200,
             dtype: Dtype::F32,
+            explore: 1.0,
+            explore_decay: 0.5,
         }
     }
 }
 
 impl TrainConfig {
+    /// Noise scale of the training paths at iteration `k` (see `explore`).
+    pub fn explore_at(&self, k: usize) -> f32 {
+        let end = self.explore_decay as f64 * self.iterations as f64;
+        let left = (1.0 - k as f64 / end).max(0.0);
+        (1.0 + (self.explore as f64 - 1.0) * left) as f32
+    }
+
     /// The weights-file header of models trained with this configuration.
     pub fn header(&self) -> Header {
         Header {
@@ -174,6 +189,29 @@ impl TrainConfig {
                 "ema_decay must be in [0, 1), got {}",
                 self.ema_decay
             ));
+        }
+        if !(self.explore.is_finite() && self.explore >= 1.0) {
+            return Err(format!(
+                "explore must be finite and at least 1 (1: on-policy), got {}",
+                self.explore
+            ));
+        }
+        if !(self.explore_decay.is_finite()
+            && self.explore_decay > 0.0
+            && self.explore_decay <= 1.0)
+        {
+            return Err(format!(
+                "explore_decay must be in (0, 1], got {}",
+                self.explore_decay
+            ));
+        }
+        if self.explore > 1.0 && (self.loss != Loss::LogVariance || self.cost != CostForm::Discrete)
+        {
+            return Err(
+                "explore > 1 needs the log-variance loss with the discrete path cost (the \
+                 continuous form has no density for paths with a different noise level)"
+                    .into(),
+            );
         }
         if self.sampler == SamplerKind::Dsm {
             return Err(
@@ -452,12 +490,13 @@ pub fn train(
             state.restore(c).map_err(TrainError::Io)?;
         }
     }
-    let rollout = Rollout {
+    let mut rollout = Rollout {
         net,
         header,
         target: cfg.target.build(),
         loss: cfg.loss,
         cost: cfg.cost,
+        explore: 1.0,
     };
     let schedule = LrSchedule::Cosine {
         lr: cfg.lr,
@@ -479,6 +518,8 @@ pub fn train(
         }
         let k = state.iteration;
         let seed = iteration_seed(cfg.seed, k);
+        rollout.explore = cfg.explore_at(k);
+        let rollout = &rollout;
         state.params.zero_grad();
         let loss = match cfg.loss {
             Loss::LogVariance => {
