@@ -63,11 +63,12 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub score_clip: Option<f32>,
     /// Off-policy exploration of the log-variance loss: scale of the training
-    /// paths' noise at the start, decaying to 1 (1: on-policy). Prevents mode
-    /// collapse; PIS needs it on multimodal targets.
+    /// paths' noise at the start, decaying to 1 (1: on-policy) [default: 2
+    /// with the log-variance loss and the discrete cost, else 1]. Prevents
+    /// mode collapse; PIS needs it on multimodal targets.
     #[arg(long, value_name = "KAPPA", allow_negative_numbers = true)]
     pub explore: Option<f32>,
-    /// Fraction of the run over which the exploration decays to 1.
+    /// Fraction of the run over which the exploration decays to 1 [default: 0.25].
     #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
     pub explore_decay: Option<f32>,
     /// Channels C of the control network.
@@ -213,7 +214,7 @@ pub fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
     cfg.lr_final = args.lr_final.unwrap_or(cfg.lr_final);
     cfg.prior_nu = args.prior_nu.unwrap_or(cfg.prior_nu);
     cfg.score_clip = args.score_clip.unwrap_or(cfg.score_clip);
-    cfg.explore = args.explore.unwrap_or(cfg.explore);
+    cfg.explore = args.explore.or(cfg.explore);
     cfg.explore_decay = args.explore_decay.unwrap_or(cfg.explore_decay);
     if let Some(g) = args.grid {
         cfg.grid = match g {

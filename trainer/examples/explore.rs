@@ -23,7 +23,7 @@ fn main() {
             "threads" => cfg.threads = v.parse().unwrap(),
             "seed" => cfg.seed = v.parse().unwrap(),
             "eval_every" => cfg.eval_every = v.parse().unwrap(),
-            "explore" => cfg.explore = v.parse().unwrap(),
+            "explore" => cfg.explore = Some(v.parse().unwrap()),
             "explore_decay" => cfg.explore_decay = v.parse().unwrap(),
             "sampler" => {
                 cfg.sampler = match v {
