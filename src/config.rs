@@ -129,4 +129,17 @@ mod tests {
         let back = parse(&text, "t.toml").unwrap();
         assert_eq!(back.config, TrainConfig::default());
     }
+
+    /// The README's example configuration is a valid file with what it says.
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let text = &readme[start..start + readme[start..].find("```").unwrap()];
+        let c = parse(text, "README.md").unwrap();
+        let (name, params) = c.target.as_ref().expect("a target").parts();
+        assert_eq!((name, params.delta), ("dw20", Some(3.0)));
+        assert_eq!(c.config.explore, Some(2.0));
+        assert_eq!(c.config.iterations, 2000);
+    }
 }
