@@ -1,7 +1,7 @@
 //! The control network of MATH.md §5.
 //!
 //! ```text
-//! feat = [sin(w_i t + p_i)]_i ++ [cos(w_i t + p_i)]_i        w = linspace(0.1, 100, C)
+//! feat = [sin(w_i tau + p_i)]_i ++ [cos(w_i tau + p_i)]_i    w = linspace(0.1, 100, C)
 //! e_t  = W2 gelu(W1 feat + b1) + b2                            time branch
 //! h    = (Wx x + bx) + e_t                                     state branch
 //! h    = Wk gelu(h) + bk                                       L - 2 hidden layers
@@ -9,6 +9,13 @@
 //! s(t) = Ws2 gelu(Ws1 feat + bs1) + bs2                        score scale (optional)
 //! u    = NN + sigma_bar(t) s(t) lerp(prior score, target score, t / T)
 //! ```
+//!
+//! The network sees the *normalised* time `tau = t / T` in `[0, 1]` (MATH.md
+//! §5 writes `t`, with `T = 1`). With PIS's `T = 5` and raw `t`, the highest
+//! frequency turns by 5 radians per step of a K = 100 grid: a network trained
+//! on that grid is arbitrary between its points, and sampling it at K = 200
+//! lost modes (gmm: 4 of 9 at half their share). [`NetworkControl`] and the
+//! trainer divide by `T`; [`NetworkRef::prepare`] takes `tau`.
 //!
 //! Parameters are stored in two ways that evaluate through the *same* code:
 //! [`Network`] owns fixed-size arrays (dimensions are const generics) and
@@ -318,23 +325,25 @@ impl<'a> NetworkRef<'a> {
         Ok(net)
     }
 
-    /// Fourier features `[sin(w_i t + p_i)] ++ [cos(w_i t + p_i)]` into `feat` (length `2C`).
-    pub fn time_features(&self, t: f32, feat: &mut [f32]) {
+    /// Fourier features `[sin(w_i tau + p_i)] ++ [cos(w_i tau + p_i)]` of the
+    /// normalised time `tau = t / T` into `feat` (length `2C`).
+    pub fn time_features(&self, tau: f32, feat: &mut [f32]) {
         let c = self.shape.channels as usize;
         let (sin, cos) = feat.split_at_mut(c);
         for i in 0..c {
-            let (s, co) = libm::sincosf(frequency(i, c) * t + self.phase[i]);
+            let (s, co) = libm::sincosf(frequency(i, c) * tau + self.phase[i]);
             sin[i] = s;
             cos[i] = co;
         }
     }
 
-    /// Per-time cache: `cache[..C] = e_t`, `cache[C] = s(t)` (0 without score term).
-    pub fn prepare(&self, t: f32, cache: &mut [f32], scratch: &mut [f32]) {
+    /// Per-time cache at normalised time `tau = t / T`: `cache[..C] = e_t`,
+    /// `cache[C] = s(t)` (0 without score term).
+    pub fn prepare(&self, tau: f32, cache: &mut [f32], scratch: &mut [f32]) {
         let c = self.shape.channels as usize;
         let (feat, rest) = scratch.split_at_mut(2 * c);
         let hidden = &mut rest[..c];
-        self.time_features(t, feat);
+        self.time_features(tau, feat);
         dense(self.time_w1, self.time_b1, feat, hidden);
         gelu_in_place(hidden);
         dense(self.time_w2, self.time_b2, hidden, &mut cache[..c]);
@@ -496,6 +505,11 @@ impl<const D: usize, const C: usize, const H: usize> Network<D, C, H> {
     }
 }
 
+/// The network's time input at SDE time `t`: `tau = t / T` (module docs).
+pub fn network_time(t: f32, sde: &Sde) -> f32 {
+    t / sde.t_end()
+}
+
 /// The network as a [`Control`]: `NN(t, x)` plus, when the score term is on,
 /// `sigma_bar(t) s(t) ((1 - t/T) prior_score(x) + (t/T) target_score(x))`.
 #[derive(Clone, Copy, Debug)]
@@ -550,7 +564,7 @@ impl<T: Target> Control for NetworkControl<'_, T> {
         self.net.shape.scratch_len()
     }
     fn prepare(&self, t: f32, cache: &mut [f32], scratch: &mut [f32]) {
-        self.net.prepare(t, cache, scratch);
+        self.net.prepare(network_time(t, &self.sde), cache, scratch);
     }
     fn u(&self, t: f32, cache: &[f32], x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
         let (c, d) = (self.net.shape.channels as usize, self.dim());

@@ -3,7 +3,7 @@
 //! ```text
 //! offset  size  content
 //! 0       8     magic  b"diffctl\0"
-//! 8       2     format version, u16 little endian (currently 1)
+//! 8       2     format version, u16 little endian (currently 2)
 //! 10      4     body length n, u32 little endian
 //! 14      n     body: postcard(Header), then the parameters in
 //!               NetworkShape::params order, little endian, in header.dtype
@@ -14,6 +14,11 @@
 //! string gives either a model or a [`DecodeError`] saying what is wrong. The
 //! checksum is verified before the header is parsed, so a corrupted file reads
 //! as [`DecodeError::Checksum`] and a cut one as [`DecodeError::Truncated`].
+//!
+//! Versions: 2 feeds the network the normalised time `t / T`
+//! ([`crate::network`]); 1 fed it `t`. They mean the same model when `T = 1`,
+//! so version-1 files with `T = 1` are read as they are and the others are
+//! refused ([`DecodeError::Invalid`]): their networks were trained on raw time.
 
 use core::fmt;
 
@@ -27,8 +32,8 @@ use crate::target::{IsotropicGaussian, Prior, Target, TargetSpec};
 
 /// First bytes of every weights file.
 pub const MAGIC: [u8; 8] = *b"diffctl\0";
-/// The format version this crate reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this crate writes (it also reads version 1 with `T = 1`).
+pub const FORMAT_VERSION: u16 = 2;
 /// Largest step count a header may declare.
 pub const MAX_STEPS: u32 = 1 << 20;
 const PREAMBLE: usize = 14;
@@ -360,7 +365,7 @@ impl<'a> Model<'a> {
             });
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 1 {
             return Err(DecodeError::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -399,6 +404,12 @@ impl<'a> Model<'a> {
             _ => DecodeError::MalformedHeader,
         })?;
         header.validate().map_err(DecodeError::Invalid)?;
+        if version == 1 && header.sde.t_end() != 1.0 {
+            return Err(DecodeError::Invalid(
+                "a version-1 file with T != 1 (its network took raw time, this build takes t / T): \
+                 retrain it",
+            ));
+        }
         let expected = header.param_count() * header.dtype.size();
         if payload.len() != expected {
             return Err(DecodeError::PayloadLength {

@@ -66,7 +66,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use diffctl_runtime::network::NetworkRef;
+use diffctl_runtime::network::{network_time, NetworkRef};
 use diffctl_runtime::normal::{fill_normals, stream, uniform_f64};
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::weights::encode;
@@ -410,7 +410,7 @@ fn group_loss<M: Mode>(
     let d = net.shape.d as usize;
     let rows = y.len() / d;
     let t = (sde.t_end() as f64 - s) as f32;
-    let te = net.time_embedding(g, p, t);
+    let te = net.time_embedding(g, p, network_time(t, sde));
     let yv = g.constant_from(rows, d, y);
     let u = net.control(g, p, &te, yv, None);
     let tv = g.constant_from(rows, d, target);
@@ -486,7 +486,7 @@ impl Validation {
                         let i = c * chunk + r;
                         let (s, w) = self.times[i];
                         let t = (sde.t_end() as f64 - s) as f32;
-                        net.prepare(t, &mut cache, &mut scratch);
+                        net.prepare(network_time(t, sde), &mut cache, &mut scratch);
                         net.eval_nn(&cache, &self.y[i * d..(i + 1) * d], &mut u, &mut scratch);
                         let sq: f64 = u
                             .iter()

@@ -34,6 +34,7 @@
 use std::ops::Range;
 
 use diffctl_runtime::integrate::{advance, PathCost, Scheme, Step};
+use diffctl_runtime::network::network_time;
 use diffctl_runtime::normal::{fill_normals, stream, PathRng};
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::target::Builtin;
@@ -210,7 +211,9 @@ impl Rollout {
         let mut linear: Option<Var> = None;
         for (t0, t1) in self.grid() {
             let step = Step::new(&self.header.sde, scheme, t0, t1);
-            let te = self.net.time_embedding(g, &bound, t0);
+            let te = self
+                .net
+                .time_embedding(g, &bound, network_time(t0, &self.header.sde));
             let xv = g.constant_from(n, d, &x);
             let w = self.control(g, &bound, &te, xv, &x, (t0, &step));
             let w_bar = g.value(w).data.clone();
@@ -264,7 +267,9 @@ impl Rollout {
         let mut terms: Vec<Var> = Vec::new();
         for (t0, t1) in self.grid() {
             let step = Step::new(&sde, scheme, t0, t1);
-            let te = self.net.time_embedding(g, &bound, t0);
+            let te = self
+                .net
+                .time_embedding(g, &bound, network_time(t0, &self.header.sde));
             let w = self.control(g, &bound, &te, x, &x_val, (t0, &step));
             let w_val = g.value(w).data.clone();
             let xi = Self::normals(&mut rngs, d);
@@ -366,7 +371,8 @@ fn prior_nu(header: &Header) -> f32 {
 mod tests {
     use super::*;
     use crate::autodiff::{Eval, Grads, Tape};
-    use diffctl_runtime::network::NetworkShape;
+    use diffctl_runtime::integrate::PathState;
+    use diffctl_runtime::network::{NetworkRef, NetworkShape};
 
     fn rollout(
         loss: Loss,
@@ -517,7 +523,9 @@ mod tests {
             let mut eval_w = |p: &Params| {
                 g.clear();
                 let bound = r.net.bind(&mut g, p);
-                let te = r.net.time_embedding(&mut g, &bound, t0);
+                let te = r
+                    .net
+                    .time_embedding(&mut g, &bound, network_time(t0, &r.header.sde));
                 let xv = g.constant_from(n, d, &x);
                 let w = r.control(&mut g, &bound, &te, xv, &x, (t0, &step));
                 g.value(w).data.clone()
@@ -657,6 +665,54 @@ mod tests {
             let out = r.run(&mut tape, &params, 3, 0..16);
             for (v, c) in tape.value(out.r).data.iter().zip(&out.costs) {
                 assert!((*v as f64 - cost.of(c)).abs() < 1e-4 * (1.0 + cost.of(c).abs()));
+            }
+        }
+    }
+
+    /// A training rollout and the runtime sampling the same parameters walk
+    /// the same paths: same normals, same network (time input `t / T`
+    /// included), same costs, for every sampler and integrator. Catches any
+    /// drift between what is trained and what is shipped.
+    #[test]
+    fn training_paths_are_the_runtime_paths() {
+        for (sampler, sde, integrator) in [
+            (SamplerKind::Dis, Sde::default(), Integrator::EulerMaruyama),
+            (SamplerKind::Dis, Sde::default(), Integrator::Exponential),
+            (SamplerKind::Dds, Sde::default(), Integrator::Exponential),
+            (
+                SamplerKind::Pis,
+                Sde::pis_reference(),
+                Integrator::EulerMaruyama,
+            ),
+        ] {
+            let (r, params) = rollout(
+                Loss::LogVariance,
+                CostForm::Discrete,
+                integrator,
+                sampler,
+                sde,
+                true,
+            );
+            let n = 16;
+            let mut g = Eval::new();
+            let trained = r.run(&mut g, &params, 11, 0..n).costs;
+
+            let flat = params.flatten();
+            let net = NetworkRef::from_flat(r.header.shape, &flat).unwrap();
+            let runtime = r.header.sampler(net, Some(r.target), None, None).unwrap();
+            let d = r.d();
+            let mut xs = vec![0.0f32; n * d];
+            let mut paths = vec![PathState::default(); n];
+            let mut work = vec![0.0f32; runtime.work_len()];
+            runtime
+                .sample(11, 0, &mut xs, &mut paths, &mut work)
+                .unwrap();
+            for (i, (a, b)) in trained.iter().zip(&paths).enumerate() {
+                let (a, b) = (a.r_disc, b.cost.r_disc);
+                assert!(
+                    (a - b).abs() < 1e-3 * (1.0 + b.abs()),
+                    "{sampler:?} {integrator:?} path {i}: trainer {a} vs runtime {b}"
+                );
             }
         }
     }

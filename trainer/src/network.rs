@@ -51,7 +51,8 @@ pub struct BoundNetwork {
 /// The time-only part of the network at one time `t`: shared by the batch.
 #[derive(Clone, Copy, Debug)]
 pub struct TimeEmbedding {
-    pub t: f32,
+    /// The normalised time `tau = t / T` it was computed at.
+    pub tau: f32,
     /// `e_t`, `[1, C]`.
     pub e_t: Var,
     /// `s(t)`, `[1, 1]`, when the score term is on.
@@ -157,16 +158,16 @@ impl Network {
         }
     }
 
-    /// Fourier features, `e_t` and `s(t)` at time `t`, computed once as
-    /// `[1, .]` rows.
+    /// Fourier features, `e_t` and `s(t)` at normalised time `tau = t / T`
+    /// (`diffctl_runtime::network::network_time`), computed once as `[1, .]` rows.
     pub fn time_embedding<M: Mode>(
         &self,
         g: &mut Graph<M>,
         p: &BoundNetwork,
-        t: f32,
+        tau: f32,
     ) -> TimeEmbedding {
         let c = self.shape.channels as usize;
-        let wt: Vec<f32> = (0..c).map(|i| frequency(i, c) * t).collect();
+        let wt: Vec<f32> = (0..c).map(|i| frequency(i, c) * tau).collect();
         let wt = g.constant_from(1, c, &wt);
         let arg = g.add(wt, p.phase);
         let (sin, cos) = (g.sin(arg), g.cos(arg));
@@ -179,7 +180,7 @@ impl Network {
             let a = g.gelu(a);
             g.linear(a, w2, Some(b2))
         });
-        TimeEmbedding { t, e_t, s_t }
+        TimeEmbedding { tau, e_t, s_t }
     }
 
     /// `NN(t, x)` for a batch `x` `[N, d]`.
