@@ -15,7 +15,7 @@ root="$(pwd)"
 # firmware has them compiled in; any drift shows up as a mismatch below).
 seeds="0,1,18446744073709551615"
 n=100
-fixtures=(gmm_f32 gmm_f16 dw20_f32 dw20_f16)
+fixtures=(gmm_f32 gmm_f16 dw20_f32 dw20_f16 pis_gmm_f32 dds_gmm_f32)
 qemu_timeout=300
 
 step() { echo "-- device-check: $*"; }

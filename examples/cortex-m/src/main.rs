@@ -29,11 +29,19 @@ use diffctl_runtime::hex::write_sample_line;
 use diffctl_runtime::prelude::*;
 
 /// The weights files, embedded in flash.
-const FIXTURES: [(&str, &[u8]); 4] = [
+const FIXTURES: [(&str, &[u8]); 6] = [
     ("gmm_f32", include_bytes!("../../fixtures/gmm_f32.dcw")),
     ("gmm_f16", include_bytes!("../../fixtures/gmm_f16.dcw")),
     ("dw20_f32", include_bytes!("../../fixtures/dw20_f32.dcw")),
     ("dw20_f16", include_bytes!("../../fixtures/dw20_f16.dcw")),
+    (
+        "pis_gmm_f32",
+        include_bytes!("../../fixtures/pis_gmm_f32.dcw"),
+    ),
+    (
+        "dds_gmm_f32",
+        include_bytes!("../../fixtures/dds_gmm_f32.dcw"),
+    ),
 ];
 /// Seeds, in order (`.ci/device-check.sh` passes the same list to the host).
 const SEEDS: [u64; 3] = [0, 1, 18_446_744_073_709_551_615];
@@ -216,9 +224,10 @@ fn run() -> Result<(), Failure> {
         let sample_steps = SEEDS.len() as u64 * N * sampler.steps as u64;
         let _ = writeln!(
             stderr,
-            "# {name}: d {d} C {} K {} params {count}: decode {decode_ticks} ticks; \
+            "# {name}: {:?}, d {d} C {} K {} params {count}: decode {decode_ticks} ticks; \
              sampling {sample_ticks} ticks / {sample_steps} sample-steps = {} ticks per \
              sample-step; without path costs {} ticks per sample-step",
+            header.sampler,
             header.shape.channels,
             sampler.steps,
             sample_ticks / sample_steps,
