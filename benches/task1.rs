@@ -4,7 +4,8 @@
 //! `cargo bench --bench task1 [-- --quick]`. For `dw20` and `gmm`: trains DIS
 //! (VP SDE, log-variance loss, Euler–Maruyama, K = 100, batch 512) and PIS
 //! (Brownian reference `Sde::pis_reference()`, Euler–Maruyama, K = 100) with
-//! seed 0, then samples each model through the runtime at K = 25 ... 400
+//! seed 0 and the trainer's default exploration (path noise scaled by 2,
+//! decaying to on-policy over the first quarter), then samples each model through the runtime at K = 25 ... 400
 //! (20,000 paths each, a seed training never used) with DIS under
 //! Euler–Maruyama, the exponential integrator and the probability-flow ODE,
 //! and PIS under Euler–Maruyama. Writes `benches/results/task1.{csv,md}` and
@@ -208,7 +209,8 @@ fn main() {
         "target,sampler,integrator,steps,sq_norm_err,abs_norm_err,log_z_is_err,worst_mode_ratio\n",
     );
     let mut md = format!(
-        "Trained at K = 100 ({iterations} iterations, batch 512, seed 0), evaluated on \
+        "Trained at K = 100 ({iterations} iterations, batch 512, seed 0, exploration 2 decaying \
+         to on-policy over the first quarter), evaluated on \
          {SAMPLES} paths per row (seed {EVAL_SEED}); errors are model minus truth. \
          `worst mode` = smallest observed mode share / expected share.\n\n\
          | target | sampler | integrator | K | E\\|x\\|² err | E\\|x\\|₁ err | log Z_is err | worst mode |\n\

@@ -146,13 +146,18 @@ fn main() {
                     .join("\n")
                     + "\n";
                 std::fs::write(&runs_path, text).expect("write runs");
-                let (md, csv) = summary(&runs);
-                std::fs::write(dir.join("task2.md"), md).expect("write markdown");
-                std::fs::write(dir.join("task2.csv"), csv).expect("write csv");
+                write_summary(&dir, &runs);
             }
         }
     }
+    write_summary(&dir, &runs);
     println!("{}", summary(&runs).0);
+}
+
+fn write_summary(dir: &Path, runs: &[String]) {
+    let (md, csv) = summary(runs);
+    std::fs::write(dir.join("task2.md"), md).expect("write markdown");
+    std::fs::write(dir.join("task2.csv"), csv).expect("write csv");
 }
 
 /// Median of a non-empty list.
@@ -194,13 +199,15 @@ fn summary(runs: &[String]) -> (String, String) {
     }
     let mut md = String::from(
         "| target | sampler | seeds | iterations | batch | K | integrator | wall time (s) | \
-         log Z_lb error | log Z_is error | ESS | sliced W2 | smallest mode share / expected |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         log Z_lb error | log Z_is error | ESS | E\\|x\\|² error | sliced W2 | \
+         smallest mode share / expected |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut csv = String::from(
         "target,sampler,seeds,iterations,batch,steps,integrator,explore,seconds_median,\
          lb_err_median,lb_err_min,lb_err_max,is_err_median,is_err_min,is_err_max,\
-         ess_median,ess_min,ess_max,sliced_w2_median,sliced_w2_min,sliced_w2_max,\
+         ess_median,ess_min,ess_max,sq_norm_err_median,sq_norm_err_min,sq_norm_err_max,\
+         sliced_w2_median,sliced_w2_min,sliced_w2_max,\
          worst_mode_median,worst_mode_min,worst_mode_max\n",
     );
     for rows in groups.values() {
@@ -212,13 +219,14 @@ fn summary(runs: &[String]) -> (String, String) {
         let (lb, lb_csv) = spread(&col(9), 3);
         let (is, is_csv) = spread(&col(10), 3);
         let (ess, ess_csv) = spread(&col(11), 3);
+        let (sq, sq_csv) = spread(&col(12), 2);
         let (w2, w2_csv) = spread(&col(13), 3);
         let (modes, modes_csv) = spread(&col(14), 2);
         let f = &rows[0];
         let unsigned = |s: String| s.replace('+', "");
         writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {secs:.0} | {lb} | {is} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {secs:.0} | {lb} | {is} | {} | {sq} | {} | {} |",
             f[0],
             f[1].to_uppercase(),
             rows.len(),
@@ -233,7 +241,7 @@ fn summary(runs: &[String]) -> (String, String) {
         .unwrap();
         writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{secs:.1},{lb_csv},{is_csv},{ess_csv},{w2_csv},{modes_csv}",
+            "{},{},{},{},{},{},{},{},{secs:.1},{lb_csv},{is_csv},{ess_csv},{sq_csv},{w2_csv},{modes_csv}",
             f[0],
             f[1],
             rows.len(),
