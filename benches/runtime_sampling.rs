@@ -51,7 +51,7 @@ use std::time::Instant;
 
 use diffctl_runtime::control::StationaryControl;
 use diffctl_runtime::kernels::{self, dense, gelu_in_place, LANES};
-use diffctl_runtime::network::NetworkRef;
+use diffctl_runtime::network::{network_time, NetworkRef};
 use diffctl_runtime::normal::{fill_normals, stream};
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::target::Builtin;
@@ -322,7 +322,7 @@ impl<'a> FastControl<'a> {
             .iter()
             .map(|&t| {
                 let mut cache = vec![0.0f32; net.shape.time_cache_len()];
-                net.prepare(t, &mut cache, &mut scratch);
+                net.prepare(network_time(t, &inner.sde), &mut cache, &mut scratch);
                 (t.to_bits(), cache)
             })
             .collect();

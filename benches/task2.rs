@@ -9,7 +9,10 @@
 //! appended to `benches/results/task2_runs.csv` at once, and a run already
 //! there (same target, sampler, seed and settings) is not repeated, so an
 //! interrupted benchmark continues where it stopped. The summary over seeds
-//! is written to `benches/results/task2.{md,csv}` after every run.
+//! is written to `benches/results/task2.{md,csv}` after every run. The key
+//! does not know the code: after a change to what a model computes, delete
+//! the rows it affects (as was done for PIS when the network's time input
+//! became `t / T`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -234,7 +234,8 @@ impl fmt::Display for DecodeError {
             BadMagic => f.write_str("not a diffctl weights file (bad magic bytes)"),
             UnsupportedVersion { found, supported } => write!(
                 f,
-                "weights format version {found} is not supported (this build reads version {supported})"
+                "weights format version {found} is not supported (this build reads version {supported}, \
+                 and version 1 when T = 1)"
             ),
             Truncated { needed, got } => {
                 write!(f, "weights file is truncated: {got} bytes of {needed}")

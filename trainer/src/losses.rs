@@ -19,9 +19,10 @@
 //!   `R_disc` is still `log p(path; w) - log q(path) - log rho`, evaluated at
 //!   that path, with residual `kappa xi` and derivative `(gain / std) kappa xi`:
 //!   the same code with `xi` replaced by `kappa xi`. Var(R) is zero exactly
-//!   when the model's path density is proportional to the target's on the
-//!   support of the sampling process, which is wider than the model's own:
-//!   on-policy, a model that has dropped modes sees no cost for them.
+//!   when the model's path density is proportional to the target's, as
+//!   on-policy. What changes is where a finite batch looks: on-policy, a
+//!   model that has dropped modes almost never draws a path into them, so
+//!   the batch variance sees no cost for them; the wider paths do reach them.
 //! * **KL**: states are reparametrised functions of the parameters and
 //!   everything is on the tape: `mean R` without the Itô term (continuous) or
 //!   the `q_k` terms and `-log rho(X_K)` (discrete; `log p_k` is then a
@@ -150,6 +151,11 @@ impl Rollout {
         seed: u64,
         range: Range<usize>,
     ) -> ShardOutput {
+        assert!(
+            self.explore == 1.0
+                || (self.loss == Loss::LogVariance && self.cost == CostForm::Discrete),
+            "exploration needs the log-variance loss with the discrete cost"
+        );
         match self.loss {
             Loss::LogVariance => self.run_log_variance(g, params, seed, range),
             Loss::Kl => self.run_kl(g, params, seed, range),

@@ -1,7 +1,7 @@
 //! The control network of MATH.md §5, batched, built from autodiff ops.
 //!
 //! ```text
-//! feat = [sin(w_i t + p_i)]_i ++ [cos(w_i t + p_i)]_i     [1, 2C], once per time step
+//! feat = [sin(w_i tau + p_i)]_i ++ [cos(w_i tau + p_i)]_i [1, 2C], once per step (tau = t / T)
 //! e_t  = W2 gelu(W1 feat + b1) + b2                         [1, C]
 //! h    = (x Wx^T + bx) + e_t                                [N, C]  (e_t broadcast over the batch)
 //! h    = gelu(h) Wk^T + bk                                  L - 2 hidden layers

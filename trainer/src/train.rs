@@ -76,6 +76,8 @@ pub struct TrainConfig {
     /// [`DEFAULT_EXPLORE`] where it applies (log-variance, discrete cost),
     /// else 1.
     pub explore: Option<f32>,
+    /// Fraction of the run, in `(0, 1]`, after which the exploration scale
+    /// has decayed to 1.
     pub explore_decay: f32,
 }
 
@@ -86,6 +88,8 @@ pub struct TrainConfig {
 /// 0.002, ESS 0.80), and it costs DIS little (ESS 0.81 against 0.82
 /// on-policy). 2 leaves a margin over the smallest value that worked.
 pub const DEFAULT_EXPLORE: f32 = 2.0;
+/// Largest accepted exploration scale.
+pub const MAX_EXPLORE: f32 = 100.0;
 
 impl Default for TrainConfig {
     /// The reference setup: DIS, log-variance loss, `gmm`, batch 512, K = 100.
@@ -208,9 +212,9 @@ impl TrainConfig {
             ));
         }
         let explore = self.explore();
-        if !(explore.is_finite() && explore >= 1.0) {
+        if !(explore.is_finite() && (1.0..=MAX_EXPLORE).contains(&explore)) {
             return Err(format!(
-                "explore must be finite and at least 1 (1: on-policy), got {explore}"
+                "explore must be in [1, {MAX_EXPLORE}] (1: on-policy), got {explore}"
             ));
         }
         if !(self.explore_decay.is_finite()
@@ -225,7 +229,8 @@ impl TrainConfig {
         if explore > 1.0 && (self.loss != Loss::LogVariance || self.cost != CostForm::Discrete) {
             return Err(
                 "explore > 1 needs the log-variance loss with the discrete path cost (the \
-                 continuous form has no density for paths with a different noise level)"
+                 continuous form has no density for paths with a different noise level); \
+                 set explore to 1"
                     .into(),
             );
         }
@@ -365,7 +370,9 @@ struct Checkpoint {
     seconds: f64,
 }
 
-const CHECKPOINT_MAGIC: &[u8; 8] = b"dfcckpt1";
+/// Version 2: `TrainConfig` gained `explore` and `explore_decay`, and the
+/// network takes `t / T`; version-1 checkpoints cannot be resumed.
+const CHECKPOINT_MAGIC: &[u8; 8] = b"dfcckpt2";
 
 impl Checkpoint {
     fn to_bytes(&self) -> Vec<u8> {
@@ -485,6 +492,12 @@ pub fn train(
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<TrainOutcome, TrainError> {
     cfg.validate().map_err(TrainError::Config)?;
+    // Resolve the default exploration now, so that checkpoints record the
+    // value used and a resume under a build with another default is refused.
+    let cfg = &TrainConfig {
+        explore: Some(cfg.explore()),
+        ..cfg.clone()
+    };
     let header = cfg.header();
     let (net, mut state) = State::new(cfg, header.shape);
     if run.resume {
@@ -673,14 +686,21 @@ mod tests {
                     explore: Some(0.9),
                     ..cfg.clone()
                 },
-                "at least 1",
+                "in [1, 100]",
             ),
             (
                 TrainConfig {
                     explore: Some(f32::NAN),
                     ..cfg.clone()
                 },
-                "at least 1",
+                "in [1, 100]",
+            ),
+            (
+                TrainConfig {
+                    explore: Some(1e30),
+                    ..cfg.clone()
+                },
+                "in [1, 100]",
             ),
             (
                 TrainConfig {

@@ -53,7 +53,8 @@ fn resumed_run_equals_uninterrupted_run() {
     let cfg = tiny(20);
     let straight = run(&cfg, &RunOptions::default());
 
-    // Interrupt after iteration 8 (as Ctrl-C would), then resume.
+    // Interrupt after iteration 3 (as Ctrl-C would), inside the exploration
+    // phase (the first quarter: iterations 0..5), then resume.
     let ckpt = dir.join("run.ckpt");
     let stop = AtomicBool::new(false);
     let opts = RunOptions {
@@ -62,13 +63,13 @@ fn resumed_run_equals_uninterrupted_run() {
         stop: Some(&stop),
     };
     let first = train(&cfg, &opts, &mut |p| {
-        if p.iteration == 8 {
+        if p.iteration == 3 {
             stop.store(true, Ordering::SeqCst);
         }
     })
     .unwrap();
     assert!(first.interrupted);
-    assert_eq!(first.iterations, 8);
+    assert_eq!(first.iterations, 3);
     assert!(ckpt.exists() && !dir.join("run.ckpt.tmp").exists());
     let resumed = train(
         &cfg,
