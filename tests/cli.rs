@@ -481,6 +481,83 @@ fn plots_are_svg() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// PIS and DDS through the CLI: train a tiny model, then `inspect` names the
+/// sampler and its SDE, `sample` gives the same bits on 1 and 2 threads, and
+/// `eval` reports log Z on the file's own target.
+#[test]
+fn pis_and_dds_files_train_inspect_sample_and_eval() {
+    let dir = temp_dir("peers");
+    for (sampler, shown, sde) in [
+        ("pis", "PIS", "Brownian reference"),
+        ("dds", "DDS", "variance preserving"),
+    ] {
+        let weights = dir.join(format!("{sampler}.dcw"));
+        let w = weights.to_str().unwrap();
+        ok(&[
+            "train",
+            "--target",
+            "gmm",
+            "--sampler",
+            sampler,
+            "--iterations",
+            "6",
+            "--batch",
+            "32",
+            "--steps",
+            "20",
+            "--channels",
+            "8",
+            "--layers",
+            "3",
+            "--eval-every",
+            "0",
+            "--eval-samples",
+            "64",
+            "--seed",
+            "5",
+            "--out",
+            w,
+        ]);
+        let inspect = ok(&["inspect", w]);
+        assert!(
+            inspect.contains(shown) && inspect.contains(sde),
+            "{inspect}"
+        );
+        let one = ok(&[
+            "sample",
+            w,
+            "--n",
+            "50",
+            "--seed",
+            "9",
+            "--format",
+            "hex",
+            "--threads",
+            "1",
+        ]);
+        let two = ok(&[
+            "sample",
+            w,
+            "--n",
+            "50",
+            "--seed",
+            "9",
+            "--format",
+            "hex",
+            "--threads",
+            "2",
+        ]);
+        assert_eq!(one, two);
+        assert_eq!(hex_bits(&one).len(), 50);
+        let eval = ok(&["eval", w, "--n", "500"]);
+        assert!(
+            eval.contains("log Z_is") && eval.contains("log Z (true)"),
+            "{eval}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The CI check: `diffctl train` on gmm with a small budget, then
 /// `diffctl sample` on the exported file reproduces, bit for bit, the samples
 /// of the trainer's final evaluation (seed = the training seed, indices from 0).
