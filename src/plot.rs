@@ -14,6 +14,7 @@ use std::fmt::Display;
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::target::{Builtin, MultiWell};
 use diffctl_trainer::eval::Samples;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -103,20 +104,16 @@ fn axis_range(values: &[f64], truth: Option<(f64, f64)>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-fn scatter(
-    svg: &mut String,
-    samples: &Samples,
-    target: Option<TargetSpec>,
-    title: &str,
-) -> Result<()> {
-    let (xs, ys) = (column(samples, 0), column(samples, 1));
-    let (x0, x1) = axis_range(&xs, target.map(|t| bulk(&t, 0)));
-    let (y0, y1) = axis_range(&ys, target.map(|t| bulk(&t, 1)));
-
-    let root = SVGBackend::with_string(svg, (760, 720)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_error)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
+/// Axes of `x1` against `x0` over the given ranges, captioned, on `area`.
+fn scatter_axes<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    caption_size: u32,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", caption_size))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -130,6 +127,22 @@ fn scatter(
         .y_desc("x1")
         .draw()
         .map_err(plot_error)?;
+    Ok(chart)
+}
+
+fn scatter(
+    svg: &mut String,
+    samples: &Samples,
+    target: Option<TargetSpec>,
+    title: &str,
+) -> Result<()> {
+    let (xs, ys) = (column(samples, 0), column(samples, 1));
+    let (x0, x1) = axis_range(&xs, target.map(|t| bulk(&t, 0)));
+    let (y0, y1) = axis_range(&ys, target.map(|t| bulk(&t, 1)));
+
+    let root = SVGBackend::with_string(svg, (760, 720)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let mut chart = scatter_axes(&root, title, 20, (x0, x1), (y0, y1))?;
 
     if let Some(spec) = target {
         let t = spec.build();
@@ -279,21 +292,8 @@ fn scatter_versus(svg: &mut String, data: &Samples, samples: &Samples, title: &s
         .zip([(data, "data", BLUE), (samples, "samples", RED)])
     {
         let n = set.xs.len() / set.d;
-        let mut chart = ChartBuilder::on(area)
-            .caption(format!("{what} ({n})"), ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .label_style(("sans-serif", 14))
-            .x_desc("x0")
-            .y_desc("x1")
-            .draw()
-            .map_err(plot_error)?;
+        let caption = format!("{what} ({n})");
+        let mut chart = scatter_axes(area, &caption, 16, (x0, x1), (y0, y1))?;
         let points: Vec<(f64, f64)> = set
             .xs
             .chunks_exact(2)

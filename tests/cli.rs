@@ -3,64 +3,19 @@
 //! bit for bit.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use diffctl_runtime::hex::write_sample_line;
 use diffctl_runtime::normal::{fill_normals, stream};
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::weights::encode;
 
-fn diffctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diffctl"))
-        .args(args)
-        .output()
-        .expect("the diffctl binary runs")
-}
+mod common;
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("UTF-8 output")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).expect("UTF-8 output")
-}
-
-/// Runs `args` and checks success; returns standard output.
-fn ok(args: &[&str]) -> String {
-    let out = diffctl(args);
-    assert!(
-        out.status.success(),
-        "diffctl {args:?} failed: {}",
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-/// Runs `args` and checks the failure: non-zero exit, no panic, exactly one
-/// line on standard error starting with `error:`. Returns that line.
-fn fails(args: &[&str]) -> String {
-    let out = diffctl(args);
-    let err = stderr(&out);
-    assert!(!out.status.success(), "diffctl {args:?} succeeded");
-    assert_ne!(
-        out.status.code(),
-        Some(101),
-        "diffctl {args:?} panicked: {err}"
-    );
-    assert!(
-        err.starts_with("error: ") && err.ends_with('\n') && err.lines().count() == 1,
-        "diffctl {args:?}: stderr is not one `error:` line: {err:?}"
-    );
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"));
-    err.trim_end().to_owned()
-}
+use common::{diffctl, fails, ok, stderr};
 
 /// A fresh, empty directory for one test.
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("diffctl-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir("cli", name)
 }
 
 /// A small weights file with pseudo-random parameters (the runtime's own

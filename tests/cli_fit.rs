@@ -5,55 +5,16 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use diffctl_trainer::data::{to_npy, Toy};
 
-fn diffctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diffctl"))
-        .args(args)
-        .output()
-        .expect("the diffctl binary runs")
-}
+mod common;
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
-}
-
-/// Runs `args` and checks success; returns standard output.
-fn ok(args: &[&str]) -> String {
-    let out = diffctl(args);
-    assert!(
-        out.status.success(),
-        "diffctl {args:?} failed: {}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// Runs `args` and checks the failure: non-zero exit, no panic, exactly one
-/// `error:` line on standard error. Returns that line.
-fn fails(args: &[&str]) -> String {
-    let out = diffctl(args);
-    let err = text(&out.stderr);
-    assert!(!out.status.success(), "diffctl {args:?} succeeded");
-    assert_ne!(
-        out.status.code(),
-        Some(101),
-        "diffctl {args:?} panicked: {err}"
-    );
-    assert!(
-        err.starts_with("error: ") && err.ends_with('\n') && err.lines().count() == 1,
-        "diffctl {args:?}: stderr is not one `error:` line: {err:?}"
-    );
-    err.trim_end().to_owned()
-}
+use common::{fails, ok, stdout};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("diffctl-fit-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir("fit", name)
 }
 
 fn s(p: &Path) -> &str {
@@ -380,7 +341,7 @@ fn interrupt_writes_the_weights_so_far() {
     std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
     assert_eq!(out.status.code(), Some(130), "{rest}");
     assert!(rest.contains("interrupted"), "{rest}");
-    let report = text(&out.stdout);
+    let report = stdout(&out);
     assert!(report.contains("interrupted by Ctrl-C"), "{report}");
     let header = ok(&["inspect", s(&model)]);
     assert!(header.contains("DSM"), "{header}");

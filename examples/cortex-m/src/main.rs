@@ -25,7 +25,7 @@ use cortex_m::peripheral::{DWT, SCB, SYST};
 use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
 use cortex_m_semihosting::hio;
-use diffctl_runtime::hex::write_sample_line;
+use diffctl_runtime::hex::{write_sample_line, LineBuf};
 use diffctl_runtime::prelude::*;
 
 /// The weights files, embedded in flash.
@@ -100,24 +100,6 @@ impl Clock {
     }
 }
 
-/// One output line, assembled before a single semihosting write.
-struct Line {
-    bytes: [u8; 512],
-    len: usize,
-}
-
-impl Write for Line {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        self.bytes
-            .get_mut(self.len..end)
-            .ok_or(fmt::Error)?
-            .copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 /// Prints `what: error` to the host's stderr and gives the failure marker.
 fn fail(what: &str, error: impl fmt::Display) -> Failure {
     if let Ok(mut stderr) = hio::hstderr() {
@@ -166,10 +148,8 @@ fn run() -> Result<(), Failure> {
     let mut work = [0.0f32; MAX_WORK];
     let mut xs = [0.0f32; BATCH * MAX_D];
     let mut paths: [PathState; BATCH] = Default::default();
-    let mut line = Line {
-        bytes: [0; 512],
-        len: 0,
-    };
+    // One output line, assembled before a single semihosting write.
+    let mut line = LineBuf::<512>::new();
 
     for (name, bytes) in FIXTURES {
         let t0 = clock.now();
@@ -202,11 +182,11 @@ fn run() -> Result<(), Failure> {
                     .map_err(|e| fail(name, e))?;
                 sample_ticks += clock.now() - t0;
                 for (i, x) in xs[..b * d].chunks_exact(d).enumerate() {
-                    line.len = 0;
+                    line.clear();
                     write_sample_line(&mut line, seed, first + i as u64, x)
                         .map_err(|e| fail(name, e))?;
                     stdout
-                        .write_all(&line.bytes[..line.len])
+                        .write_all(line.as_bytes())
                         .map_err(|()| fail("semihosting", "write failed"))?;
                 }
                 first += b as u64;
