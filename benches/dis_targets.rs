@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use diffctl_runtime::prelude::*;
+use diffctl_trainer::target::Known;
 use diffctl_trainer::train::{train, RunOptions, TrainConfig};
 
 /// The budget of each target: the reference setup (batch 512, K = 100) with
@@ -16,7 +17,6 @@ use diffctl_trainer::train::{train, RunOptions, TrainConfig};
 /// minutes on this 2-core machine.
 fn config(name: &str) -> TrainConfig {
     let base = TrainConfig {
-        target: TargetSpec::preset(name.trim_end_matches("-k100")).expect("known preset"),
         integrator: Integrator::Exponential,
         eval_every: 0,
         eval_samples: 100_000,
@@ -38,7 +38,6 @@ fn config(name: &str) -> TrainConfig {
             ..base
         },
         "gmm-k100" | "funnel" | "mw5" => TrainConfig {
-            target: TargetSpec::preset(name.trim_end_matches("-k100")).expect("known preset"),
             iterations: 8000,
             ..base
         },
@@ -70,7 +69,8 @@ fn main() {
     for name in targets {
         let cfg = config(name);
         let started = Instant::now();
-        let out = train(&cfg, &RunOptions::default(), &mut |p| {
+        let target = Known::preset(name.trim_end_matches("-k100")).expect("known preset");
+        let out = train(&cfg, &target, &RunOptions::default(), &mut |p| {
             if p.iteration % 500 == 0 {
                 eprintln!(
                     "{name}: iteration {} loss {:.4} ({:.0} s)",

@@ -302,7 +302,7 @@ fn check_gelu_fast() -> bool {
 /// `gelu_fast` it is the same arithmetic in the same order as
 /// `NetworkControl`: bit-identical samples (checked before timing).
 struct FastControl<'a> {
-    inner: NetworkControl<'a, Builtin>,
+    inner: NetworkControl<'a, Builtin<'static>>,
     dense: DenseFn,
     act: fn(&mut [f32]),
     /// `(t bits, e_t ++ s(t))` for each step's `t0`.
@@ -311,7 +311,7 @@ struct FastControl<'a> {
 
 impl<'a> FastControl<'a> {
     fn new(
-        inner: NetworkControl<'a, Builtin>,
+        inner: NetworkControl<'a, Builtin<'static>>,
         dense: DenseFn,
         act: fn(&mut [f32]),
         cached_times: &[f32],
@@ -555,11 +555,11 @@ impl Table {
 
 /// The reference sampler over `net` (score term fed by `target`); the path
 /// cost is computed when `with_cost`.
-fn network_sampler(
-    net: NetworkRef<'_>,
-    target: Builtin,
+fn network_sampler<'a>(
+    net: NetworkRef<'a>,
+    target: Builtin<'static>,
     with_cost: bool,
-) -> Sampler<'_, NetworkControl<'_, Builtin>, Builtin> {
+) -> Sampler<'a, NetworkControl<'a, Builtin<'static>>, Builtin<'static>> {
     let d = net.shape.d as usize;
     let (sde, prior) = (Sde::default(), Prior::standard(d));
     let control = NetworkControl::new(net, sde, prior, Some(target)).expect("control");
@@ -575,7 +575,7 @@ fn network_sampler(
 }
 
 fn bench_dim<const D: usize>(total: f64, table: &Table, spec: TargetSpec, name: &str) {
-    let target = spec.build();
+    let target = spec.build_builtin();
     assert_eq!(target.dim(), D);
     let shape = NetworkShape::reference(D as u32);
     let flat = flat_params(D);

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::eval::{report, sample_params, CostForm, SampleOptions};
+use diffctl_trainer::target::{Known, TrainTarget};
 use diffctl_trainer::train::{train, RunOptions, TrainConfig, TrainOutcome};
 use plotters::prelude::*;
 
@@ -58,9 +59,8 @@ const VARIANTS: [Variant; 4] = [
     },
 ];
 
-fn config(target: &str, sampler: &str, iterations: usize) -> TrainConfig {
+fn config(sampler: &str, iterations: usize) -> TrainConfig {
     let base = TrainConfig {
-        target: TargetSpec::preset(target).expect("known preset"),
         integrator: Integrator::EulerMaruyama,
         steps: 100,
         batch: 512,
@@ -143,12 +143,13 @@ fn main() {
     let mut rows: Vec<Row> = Vec::new();
     let mut train_lines = String::new();
     for target in TARGETS {
-        let spec = TargetSpec::preset(target).expect("known preset");
+        let known = Known::preset(target).expect("known preset");
+        let point = known.point();
         let mut models: Vec<(&str, TrainOutcome)> = Vec::new();
         for sampler in ["dis", "pis"] {
-            let cfg = config(target, sampler, iterations);
+            let cfg = config(sampler, iterations);
             let t0 = Instant::now();
-            let out = train(&cfg, &RunOptions::default(), &mut |p| {
+            let out = train(&cfg, &known, &RunOptions::default(), &mut |p| {
                 if p.iteration % 250 == 0 {
                     eprintln!(
                         "{target}/{sampler}: iteration {} loss {:.4} ({:.0} s)",
@@ -182,9 +183,9 @@ fn main() {
                     integrator: Some(v.integrator),
                     ..SampleOptions::default()
                 };
-                let samples = sample_params(&model.header, &model.params, Some(spec), &opts)
+                let samples = sample_params(&model.header, &model.params, Some(&*point), &opts)
                     .expect("sampling succeeds");
-                let r = report(&samples, Some(spec), CostForm::Discrete);
+                let r = report(&samples, Some(&known), CostForm::Discrete);
                 let row = Row {
                     target,
                     variant: vi,

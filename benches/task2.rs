@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use diffctl_runtime::prelude::*;
+use diffctl_trainer::target::Known;
 use diffctl_trainer::train::{train, RunOptions, TrainConfig};
 
 const TARGETS: [&str; 4] = ["gmm", "funnel", "dw20", "mw50"];
@@ -37,9 +38,8 @@ const EVAL_SAMPLES: usize = 20_000;
 const RUNS_HEADER: &str = "target,sampler,seed,iterations,batch,steps,integrator,explore,\
 seconds,log_z_lb_err,log_z_is_err,ess,sq_norm_err,sliced_w2,worst_mode_ratio";
 
-fn config(target: &str, sampler: &str, seed: u64, iterations: usize) -> TrainConfig {
+fn config(sampler: &str, seed: u64, iterations: usize) -> TrainConfig {
     let base = TrainConfig {
-        target: TargetSpec::preset(target).expect("known preset"),
         batch: BATCH,
         steps: STEPS,
         iterations,
@@ -123,12 +123,13 @@ fn main() {
     for target in &targets {
         for sampler in SAMPLERS {
             for seed in 0..seeds {
-                let cfg = config(target, sampler, seed, iterations);
+                let cfg = config(sampler, seed, iterations);
                 let key = run_key(target, sampler, &cfg);
                 if runs.iter().any(|r| r.starts_with(&format!("{key},"))) {
                     continue;
                 }
-                let out = train(&cfg, &RunOptions::default(), &mut |_| {})
+                let known = Known::preset(target).expect("known preset");
+                let out = train(&cfg, &known, &RunOptions::default(), &mut |_| {})
                     .unwrap_or_else(|e| panic!("{key}: {e}"));
                 let r = &out.report;
                 let line = format!(

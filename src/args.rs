@@ -1,20 +1,50 @@
 //! Arguments shared by several subcommands, and their checks.
 
+use std::path::PathBuf;
+
 use clap::{Args, ValueEnum};
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::weights::MAX_STEPS;
-use diffctl_trainer::eval::{default_threads, CostForm, SampleOptions};
+use diffctl_trainer::eval::{check_target, default_threads, file_target, CostForm, SampleOptions};
+use diffctl_trainer::target::{Known, TrainTarget};
 
+use crate::config;
 use crate::error::{Error, Result};
+
+/// A target chosen on the command line, built.
+pub struct ChosenTarget {
+    pub target: Box<dyn TrainTarget>,
+    /// Short name for file names (`gmm`, `mw20w5`, the config file's stem).
+    pub name: String,
+    /// One-line description.
+    pub description: String,
+}
+
+impl ChosenTarget {
+    /// A preset or parametric built-in target.
+    pub fn builtin(spec: TargetSpec) -> Result<Self> {
+        Ok(Self {
+            target: Box::new(Known::builtin(spec).map_err(Error::new)?),
+            name: target_name(&spec),
+            description: describe_target(&spec),
+        })
+    }
+}
 
 /// Most floats (`n * d`) one command draws: 4 GiB of samples.
 pub const MAX_FLOATS: usize = 1 << 30;
 /// Most worker threads a command starts.
 pub const MAX_THREADS: usize = 1024;
 
-/// A built-in target: a preset name, optionally with its parameters changed.
+/// The target: a built-in preset, optionally with its parameters changed,
+/// or a target described in a TOML file.
 #[derive(Args, Clone, Debug, Default)]
 pub struct TargetArgs {
+    /// TOML file whose `[target]` table describes the target: a preset
+    /// (`name = "dw20"`), a Gaussian mixture (`name = "mixture"`) or a
+    /// Bayesian logistic regression on a CSV file (`name = "logistic-regression"`).
+    #[arg(long, value_name = "FILE.toml", conflicts_with = "target")]
+    pub target_config: Option<PathBuf>,
     /// Built-in target: gmm, funnel, mw5, dw20 or mw50.
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
@@ -52,6 +82,40 @@ impl TargetArgs {
             sigma: self.sigma,
         };
         target_spec(name, &params).map(Some)
+    }
+
+    /// The target these arguments name, built: from `--target-config`, or
+    /// the preset of `--target` with its overrides; `None` if neither is given.
+    pub fn resolve(&self) -> Result<Option<ChosenTarget>> {
+        match &self.target_config {
+            Some(path) => {
+                if self.dim.is_some()
+                    || self.wells.is_some()
+                    || self.delta.is_some()
+                    || self.sigma.is_some()
+                {
+                    return Err(
+                        "--dim, --wells, --delta and --sigma apply to --target presets, not --target-config"
+                            .into(),
+                    );
+                }
+                config::load_target(path).map(Some)
+            }
+            None => self.spec()?.map(ChosenTarget::builtin).transpose(),
+        }
+    }
+}
+
+/// The target to sample a model with: the one the command line gives
+/// (checked against what the file records), else the file's own (a preset,
+/// a stored mixture); `None` if there is neither.
+pub fn model_target(args: &TargetArgs, model: &Model) -> Result<Option<Box<dyn TrainTarget>>> {
+    match args.resolve()? {
+        Some(chosen) => {
+            check_target(&model.header, &*chosen.target)?;
+            Ok(Some(chosen.target))
+        }
+        None => Ok(file_target(model).map(|k| Box::new(k) as Box<dyn TrainTarget>)),
     }
 }
 
@@ -105,6 +169,9 @@ pub fn target_spec(name: &str, params: &TargetParams) -> Result<TargetSpec> {
             *w = params.wells.unwrap_or((*w).min(*d));
             *delta = params.delta.unwrap_or(*delta);
         }
+        TargetSpec::Mixture { .. } | TargetSpec::LogisticRegression { .. } => {
+            unreachable!("presets are parametric")
+        }
     }
     spec.validate()
         .map_err(|e| Error::new(format!("target '{name}': {e}")))?;
@@ -122,6 +189,7 @@ pub fn describe_target(spec: &TargetSpec) -> String {
         TargetSpec::MultiWell { d, w, delta } => {
             format!("multi-well, d = {d}, {w} double wells, delta = {delta}")
         }
+        TargetSpec::Mixture { .. } | TargetSpec::LogisticRegression { .. } => spec.to_string(),
     };
     match preset {
         Some(name) => format!("{name} ({body})"),
@@ -139,6 +207,8 @@ pub fn target_name(spec: &TargetSpec) -> String {
                 TargetSpec::Gmm => "gmm".into(),
                 TargetSpec::Funnel { d, .. } => format!("funnel{d}"),
                 TargetSpec::MultiWell { d, w, .. } => format!("mw{d}w{w}"),
+                TargetSpec::Mixture { .. } => "mixture".into(),
+                TargetSpec::LogisticRegression { .. } => "logistic".into(),
             },
             |n| n.to_string(),
         )

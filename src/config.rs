@@ -15,18 +15,104 @@
 //! sde = { vp = { schedule = { linear = { beta_min = 0.1, beta_max = 10.0 } }, t_end = 1.0 } }
 //! ```
 
+use std::path::Path;
+
+use diffctl_trainer::target::config::{TargetConfig, CONFIG_KINDS};
 use diffctl_trainer::train::TrainConfig;
 use serde::Deserialize;
 
-use crate::args::{target_spec, TargetParams};
+use crate::args::{target_spec, ChosenTarget, TargetParams};
 use crate::error::{Error, Result};
+use crate::io;
 
-/// The `target` entry: a preset name, or a table with the name and overrides.
-#[derive(Deserialize, Debug, Clone, PartialEq)]
-#[serde(untagged)]
+/// The `target` entry: a preset name, a table with a preset's name and
+/// overrides, or a target described by its parameters ([`TargetConfig`]).
+#[derive(Debug, Clone, PartialEq)]
 pub enum TargetEntry {
     Name(String),
     Table(TargetTable),
+    Config(TargetConfig),
+}
+
+impl TargetEntry {
+    /// Reads the entry; a table's `name` picks its kind, so errors are the kind's.
+    fn from_value(v: toml::Value) -> std::result::Result<Self, String> {
+        const USAGE: &str = "`target` must be a preset name, { name = ..., dim, wells, delta, sigma }, \
+                             or a [target] table with name = \"mixture\" or \"logistic-regression\"";
+        match v {
+            toml::Value::String(s) => Ok(TargetEntry::Name(s)),
+            toml::Value::Table(t) => {
+                let kind = t.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+                if CONFIG_KINDS.contains(&kind) {
+                    let kind = kind.to_string();
+                    TargetConfig::deserialize(toml::Value::Table(t))
+                        .map(TargetEntry::Config)
+                        .map_err(|e| format!("[target] ({kind}): {}", e.to_string().trim()))
+                } else {
+                    TargetTable::deserialize(toml::Value::Table(t))
+                        .map(TargetEntry::Table)
+                        .map_err(|_| USAGE.to_string())
+                }
+            }
+            _ => Err(USAGE.into()),
+        }
+    }
+
+    /// Builds the target, merging `cli` overrides into a preset's
+    /// parameters; `base` is the folder relative data paths start from and
+    /// `stem` names the target of a config for file names.
+    pub fn build(&self, cli: &TargetParams, base: &Path, stem: &str) -> Result<ChosenTarget> {
+        if let TargetEntry::Config(c) = self {
+            if *cli != TargetParams::default() {
+                return Err(
+                    "--dim, --wells, --delta and --sigma apply to presets, not to this target"
+                        .into(),
+                );
+            }
+            let target = c
+                .build(base)
+                .map_err(|e| Error::new(format!("[target]: {e}")))?;
+            let description = match target.spec() {
+                Some(spec) => spec.to_string(),
+                None => "target from a config".into(),
+            };
+            return Ok(ChosenTarget {
+                target,
+                name: stem.to_string(),
+                description,
+            });
+        }
+        let (name, file) = self.parts();
+        let merged = TargetParams {
+            dim: cli.dim.or(file.dim),
+            wells: cli.wells.or(file.wells),
+            delta: cli.delta.or(file.delta),
+            sigma: cli.sigma.or(file.sigma),
+        };
+        ChosenTarget::builtin(target_spec(name, &merged)?)
+    }
+}
+
+/// The target of a TOML file's `target` entry (`--target-config FILE`).
+pub fn load_target(path: &Path) -> Result<ChosenTarget> {
+    let what = path.display().to_string();
+    let text = String::from_utf8(io::read(path)?)
+        .map_err(|_| Error::new(format!("{what}: not UTF-8 text")))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| Error::new(format!("{what}: {}", e.to_string().trim())))?;
+    let value = table
+        .get("target")
+        .cloned()
+        .ok_or_else(|| Error::new(format!("{what}: no [target] table")))?;
+    let entry = TargetEntry::from_value(value).map_err(|e| Error::new(format!("{what}: {e}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let stem = path
+        .file_stem()
+        .map_or("target".into(), |s| s.to_string_lossy().into_owned());
+    entry
+        .build(&TargetParams::default(), base, &stem)
+        .map_err(|e| Error::new(format!("{what}: {e}")))
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -43,6 +129,13 @@ impl TargetEntry {
     /// The preset name and parameter overrides.
     pub fn parts(&self) -> (&str, TargetParams) {
         match self {
+            TargetEntry::Config(c) => (
+                match c {
+                    TargetConfig::Mixture { .. } => "mixture",
+                    TargetConfig::LogisticRegression { .. } => "logistic-regression",
+                },
+                TargetParams::default(),
+            ),
             TargetEntry::Name(n) => (n, TargetParams::default()),
             TargetEntry::Table(t) => (
                 &t.name,
@@ -70,11 +163,9 @@ pub fn parse(text: &str, what: &str) -> Result<ConfigFile> {
     let mut table: toml::Table = text.parse().map_err(|e| err(&e))?;
     let target = match table.remove("target") {
         None => None,
-        Some(v) => Some(TargetEntry::deserialize(v).map_err(|_| {
-            err(&"`target` must be a preset name or { name = ..., dim, wells, delta, sigma }")
-        })?),
+        Some(v) => Some(TargetEntry::from_value(v).map_err(|e| err(&e))?),
     };
-    if let Some(entry) = &target {
+    if let Some(entry @ (TargetEntry::Name(_) | TargetEntry::Table(_))) = &target {
         let (name, params) = entry.parts();
         target_spec(name, &params).map_err(|e| err(&e))?;
     }
@@ -123,8 +214,7 @@ mod tests {
     /// keys, enums and all, can be written as TOML).
     #[test]
     fn default_config_round_trips_through_toml() {
-        let mut table = toml::Table::try_from(TrainConfig::default()).unwrap();
-        table.remove("target");
+        let table = toml::Table::try_from(TrainConfig::default()).unwrap();
         let text = toml::to_string(&table).unwrap();
         let back = parse(&text, "t.toml").unwrap();
         assert_eq!(back.config, TrainConfig::default());

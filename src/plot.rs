@@ -8,11 +8,11 @@
 //! * against data ([`render_versus`]): in 2-d the data and the samples side
 //!   by side on the same window; otherwise the marginal histograms of both.
 
-use std::f64::consts::PI;
 use std::fmt::Display;
 
-use diffctl_runtime::prelude::*;
-use diffctl_runtime::target::{Builtin, MultiWell};
+use diffctl_runtime::target::GroundTruth;
+#[cfg(test)]
+use diffctl_runtime::target::TargetSpec;
 use diffctl_trainer::eval::Samples;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -37,7 +37,7 @@ const RED: RGBColor = RGBColor(200, 40, 40);
 /// marginal histograms of `coords` (default: the first four) otherwise.
 pub fn render(
     samples: &Samples,
-    target: Option<TargetSpec>,
+    target: Option<&dyn GroundTruth>,
     coords: Option<&[usize]>,
     title: &str,
 ) -> Result<String> {
@@ -133,19 +133,18 @@ fn scatter_axes<'a, DB: DrawingBackend>(
 fn scatter(
     svg: &mut String,
     samples: &Samples,
-    target: Option<TargetSpec>,
+    target: Option<&dyn GroundTruth>,
     title: &str,
 ) -> Result<()> {
     let (xs, ys) = (column(samples, 0), column(samples, 1));
-    let (x0, x1) = axis_range(&xs, target.map(|t| bulk(&t, 0)));
-    let (y0, y1) = axis_range(&ys, target.map(|t| bulk(&t, 1)));
+    let (x0, x1) = axis_range(&xs, target.and_then(|t| t.marginal_range(0)));
+    let (y0, y1) = axis_range(&ys, target.and_then(|t| t.marginal_range(1)));
 
     let root = SVGBackend::with_string(svg, (760, 720)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let mut chart = scatter_axes(&root, title, 20, (x0, x1), (y0, y1))?;
 
-    if let Some(spec) = target {
-        let t = spec.build();
+    if let Some(t) = target {
         let (hx, hy) = ((x1 - x0) / GRID as f64, (y1 - y0) / GRID as f64);
         // log rho at cell centres, row by row (row r at y0 + (r + 1/2) hy).
         let logp: Vec<f64> = (0..GRID * GRID)
@@ -207,7 +206,7 @@ fn scatter(
 fn histograms(
     svg: &mut String,
     samples: &Samples,
-    target: Option<TargetSpec>,
+    target: Option<&dyn GroundTruth>,
     coords: &[usize],
     title: &str,
 ) -> Result<()> {
@@ -217,7 +216,7 @@ fn histograms(
     let size = (460 * cols as u32, 60 + 330 * rows as u32);
     let root = SVGBackend::with_string(svg, size).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
-    let caption = if target.is_some() {
+    let caption = if target.is_some_and(|t| t.marginal_density(0, 0.0).is_some()) {
         format!("{title}  (bars: samples, line: true marginal)")
     } else {
         format!("{title}  (bars: samples)")
@@ -228,13 +227,13 @@ fn histograms(
     let n = samples.xs.len() / samples.d;
     for (area, &j) in body.split_evenly((rows, cols)).iter().zip(coords) {
         let values = column(samples, j);
-        let (lo, hi) = axis_range(&values, target.map(|t| bulk(&t, j)));
+        let (lo, hi) = axis_range(&values, target.and_then(|t| t.marginal_range(j)));
         // Densities over all n samples, so mass outside the window is not spread inside.
         let heights = bin_heights(&values, n, lo, hi);
         let curve: Vec<(f64, f64)> = match target {
             Some(t) => (0..=400)
                 .map(|i| lo + (hi - lo) * i as f64 / 400.0)
-                .map(|x| (x, marginal_density(&t, j, x)))
+                .filter_map(|x| Some((x, t.marginal_density(j, x)?)))
                 .collect(),
             None => Vec::new(),
         };
@@ -412,113 +411,9 @@ fn histogram_panel<DB: DrawingBackend>(
     Ok(())
 }
 
-/// An interval holding the bulk of coordinate `j`'s true marginal.
-fn bulk(spec: &TargetSpec, j: usize) -> (f64, f64) {
-    match spec.build() {
-        Builtin::Mixture(m) => {
-            let d = m.means.len() / m.weights.len();
-            (0..m.components()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), i| {
-                let (mu, s) = (m.means[i * d + j] as f64, m.stds[i * d + j] as f64);
-                (lo.min(mu - 3.0 * s), hi.max(mu + 3.0 * s))
-            })
-        }
-        Builtin::Funnel(f) => {
-            let s = f.sigma as f64;
-            // x_0 ~ N(0, s^2); the others have E x^2 = exp(s^2 / 2).
-            let std = if j == 0 { s } else { (s * s / 4.0).exp() };
-            (-3.0 * std, 3.0 * std)
-        }
-        Builtin::MultiWell(MultiWell { w, delta, .. }) => {
-            let half = if j < w {
-                (delta.max(0.0) as f64 + 2.5).sqrt()
-            } else {
-                3.0
-            };
-            (-half, half)
-        }
-    }
-}
-
-/// The true marginal density of coordinate `j` of a built-in target at `x`.
-pub fn marginal_density(spec: &TargetSpec, j: usize, x: f64) -> f64 {
-    let normal = |x: f64, mu: f64, s: f64| {
-        let z = (x - mu) / s;
-        (-0.5 * z * z).exp() / (s * (2.0 * PI).sqrt())
-    };
-    match spec.build() {
-        Builtin::Mixture(m) => {
-            let d = m.means.len() / m.weights.len();
-            let total: f64 = m.weights.iter().map(|&w| w as f64).sum();
-            (0..m.components())
-                .map(|i| {
-                    let (mu, s) = (m.means[i * d + j] as f64, m.stds[i * d + j] as f64);
-                    m.weights[i] as f64 / total * normal(x, mu, s)
-                })
-                .sum()
-        }
-        Builtin::Funnel(f) => {
-            let s = f.sigma as f64;
-            if j == 0 {
-                return normal(x, 0.0, s);
-            }
-            // integral N(x; 0, e^v) N(v; 0, s^2) dv, midpoint rule over v in [-8s, 8s].
-            let m = 800;
-            let h = 16.0 * s / m as f64;
-            (0..m)
-                .map(|i| {
-                    let v = -8.0 * s + (i as f64 + 0.5) * h;
-                    normal(x, 0.0, (0.5 * v).exp()) * normal(v, 0.0, s) * h
-                })
-                .sum()
-        }
-        Builtin::MultiWell(MultiWell { w, delta, .. }) => {
-            if j < w {
-                let e = x * x - delta as f64;
-                (-e * e).exp() / MultiWell::z1(delta as f64)
-            } else {
-                normal(x, 0.0, 1.0)
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Every marginal integrates to one (midpoint rule on a wide window).
-    #[test]
-    fn marginals_are_normalised() {
-        let cases = [
-            ("gmm", 0, 12.0),
-            ("gmm", 1, 12.0),
-            ("funnel", 0, 30.0),
-            ("mw5", 2, 6.0),
-            ("dw20", 7, 10.0),
-        ];
-        for (name, j, half) in cases {
-            let spec = TargetSpec::preset(name).unwrap();
-            let n = 20_000;
-            let h = 2.0 * half / n as f64;
-            let mass: f64 = (0..n)
-                .map(|i| marginal_density(&spec, j, -half + (i as f64 + 0.5) * h) * h)
-                .sum();
-            assert!((mass - 1.0).abs() < 1e-4, "{name} x{j}: {mass}");
-        }
-        // The funnel's other coordinates have heavy tails: check E x^2 = exp(s^2/2) with s = 1.
-        let spec = TargetSpec::Funnel { d: 3, sigma: 1.0 };
-        let (half, n) = (60.0, 60_000);
-        let h = 2.0 * half / n as f64;
-        let (mut mass, mut m2) = (0.0, 0.0);
-        for i in 0..n {
-            let x = -half + (i as f64 + 0.5) * h;
-            let p = marginal_density(&spec, 1, x) * h;
-            mass += p;
-            m2 += p * x * x;
-        }
-        assert!((mass - 1.0).abs() < 1e-4, "{mass}");
-        assert!((m2 - 0.5f64.exp()).abs() < 1e-3, "{m2}");
-    }
 
     fn fake_samples(d: usize, n: usize) -> Samples {
         Samples {
@@ -531,12 +426,13 @@ mod tests {
 
     #[test]
     fn renders_both_kinds() {
-        let svg = render(&fake_samples(2, 300), Some(TargetSpec::Gmm), None, "gmm").unwrap();
+        let gmm = TargetSpec::Gmm.build_builtin();
+        let svg = render(&fake_samples(2, 300), Some(&gmm), None, "gmm").unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("<circle"));
-        let dw = TargetSpec::preset("dw20").unwrap();
-        let svg = render(&fake_samples(20, 300), Some(dw), None, "dw20").unwrap();
+        let dw = TargetSpec::preset("dw20").unwrap().build_builtin();
+        let svg = render(&fake_samples(20, 300), Some(&dw), None, "dw20").unwrap();
         assert!(svg.contains("<polyline") || svg.contains("<path"));
-        assert!(render(&fake_samples(20, 10), Some(dw), Some(&[20]), "x").is_err());
+        assert!(render(&fake_samples(20, 10), Some(&dw), Some(&[20]), "x").is_err());
         assert!(render(&fake_samples(20, 10), None, Some(&[]), "x").is_err());
     }
 

@@ -8,6 +8,7 @@ use diffctl_runtime::hex::write_sample_line;
 use diffctl_runtime::normal::{fill_normals, stream};
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::weights::encode;
+use diffctl_trainer::target::Known;
 
 mod common;
 
@@ -55,7 +56,7 @@ fn runtime_hex(path: &Path, seed: u64, first: u64, n: usize) -> String {
     let mut params = vec![0.0f32; header.param_count()];
     model.params_into(&mut params).unwrap();
     let net = NetworkRef::from_flat(header.shape, &params).unwrap();
-    let target = header.target.map(|t| t.build());
+    let target = model.target();
     let sampler = header.sampler(net, target, None, None).unwrap();
     let d = header.shape.d as usize;
     let mut xs = vec![0.0f32; n * d];
@@ -568,7 +569,6 @@ fn train_then_sample_reproduces_the_final_evaluation() {
 
     // The library, with the same settings, trains the same weights.
     let cfg = TrainConfig {
-        target: TargetSpec::Gmm,
         iterations: 20,
         batch: 32,
         steps: 20,
@@ -580,7 +580,8 @@ fn train_then_sample_reproduces_the_final_evaluation() {
         seed: 3,
         ..TrainConfig::default()
     };
-    let outcome = train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+    let gmm = Known::preset("gmm").unwrap();
+    let outcome = train(&cfg, &gmm, &RunOptions::default(), &mut |_| {}).unwrap();
     let written = std::fs::read(&weights).unwrap();
     assert_eq!(written, outcome.weights);
 

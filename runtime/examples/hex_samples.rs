@@ -38,10 +38,7 @@ fn run() -> Result<String, String> {
     let mut params = vec![0.0f32; header.param_count()];
     let count = model.params_into(&mut params).map_err(|e| e.to_string())?;
     let net = NetworkRef::from_flat(header.shape, &params[..count]).map_err(|e| e.to_string())?;
-    let target = header
-        .target
-        .ok_or("the file names no built-in target")?
-        .build();
+    let target = model.target().ok_or("the file names no built-in target")?;
     let sampler = header.sampler(net, Some(target), None, None)?;
 
     let d = header.shape.d as usize;

@@ -142,40 +142,19 @@ impl Scheme {
         self == Scheme::VpExponential
     }
 
-    /// Terms of the continuous cost `R` that do not depend on the control:
-    /// at `X_0` (added first) and at `X_K` (added last, with `-log rho(X_K)`).
-    pub fn boundary_cost(
-        self,
-        sde: &Sde,
-        prior: &Prior<'_>,
-        x0: Option<&[f32]>,
-        xk: Option<&[f32]>,
-    ) -> f64 {
-        let mut r = 0.0;
-        if let Some(x) = x0 {
-            let d = x.len();
-            r += match self {
-                Scheme::VpEuler | Scheme::VpFlow => prior.log_density_f64(x),
-                Scheme::VpExponential => {
-                    prior.log_density_f64(x) - Prior::standard(d).log_density_f64(x)
-                }
-                Scheme::PisEuler => 0.0,
-            };
+    /// The Gaussian whose log-density is the terminal term of the
+    /// continuous cost `R` at `X_K` (besides `-log rho`), if that term
+    /// depends on `X_K`: `N(0, I)` for the exponential integrator (DDS's
+    /// reference), `N(0, sigma^2 T I)` for PIS (MATH.md §6).
+    pub fn terminal_gaussian(self, sde: &Sde, d: usize) -> Option<IsotropicGaussian> {
+        match self {
+            Scheme::VpExponential => Some(IsotropicGaussian { d, nu: 1.0 }),
+            Scheme::PisEuler => {
+                let nu = libm::sqrt(sde.beta(0.0) * sde.t_end() as f64) as f32;
+                Some(IsotropicGaussian { d, nu })
+            }
+            Scheme::VpEuler | Scheme::VpFlow => None,
         }
-        if let Some(x) = xk {
-            let d = x.len();
-            let t_end = sde.t_end() as f64;
-            r += match self {
-                Scheme::VpEuler => -0.5 * d as f64 * sde.integral_beta_bar(0.0, t_end),
-                Scheme::VpExponential => Prior::standard(d).log_density_f64(x),
-                Scheme::PisEuler => {
-                    let nu = libm::sqrt(sde.beta(0.0) * t_end) as f32;
-                    Prior::Isotropic(IsotropicGaussian { d, nu }).log_density_f64(x)
-                }
-                Scheme::VpFlow => 0.0,
-            };
-        }
-        r
     }
 }
 
@@ -191,6 +170,8 @@ pub fn log_norm(d: usize, var: f64) -> f64 {
 /// trainer's rollouts use them too.
 #[derive(Clone, Copy, Debug)]
 pub struct Step {
+    /// Start time `t_k` of the step (where the control is evaluated).
+    pub t0: f32,
     pub h: f64,
     pub decay: f32,
     pub gain: f32,
@@ -210,6 +191,7 @@ impl Step {
         let beta = sde.beta_bar(t0d);
         let sigma_bar = libm::sqrt(beta);
         let mut step = Step {
+            t0,
             h,
             decay: (1.0 + 0.5 * beta * h) as f32,
             gain: (sigma_bar * h) as f32,
@@ -260,6 +242,141 @@ impl Step {
     }
 }
 
+/// Everything about a path except its control: the start `X_0`, the steps'
+/// coefficients and noise, the path costs, the terminal terms. [`Sampler`]
+/// drives it with a [`Control`] path by path; the trainer drives it with
+/// its batched network evaluation. One simulator, so a training path and a
+/// device path are the same arithmetic.
+#[derive(Clone, Copy, Debug)]
+pub struct PathSimulator<'a> {
+    pub scheme: Scheme,
+    pub sde: Sde,
+    pub grid: TimeGrid,
+    pub steps: usize,
+    /// Distribution of `X_0` for VP SDEs (PIS starts at 0).
+    pub prior: Prior<'a>,
+}
+
+impl<'a> PathSimulator<'a> {
+    pub fn new(
+        sde: Sde,
+        grid: TimeGrid,
+        steps: usize,
+        integrator: Integrator,
+        prior: Prior<'a>,
+    ) -> Result<Self, SampleError> {
+        if steps == 0 {
+            return Err(SampleError::ZeroSteps);
+        }
+        Ok(Self {
+            scheme: Scheme::new(&sde, integrator)?,
+            sde,
+            grid,
+            steps,
+            prior,
+        })
+    }
+
+    /// Starts path `index` under `seed`: its random stream, `X_0` in `x` (the
+    /// prior, or 0 for PIS) and, `with_cost`, the costs' initial terms
+    /// `log p(X_0)` (`R_disc`) and the continuous cost's boundary term at `X_0`.
+    pub fn start(
+        &self,
+        seed: u64,
+        index: u64,
+        x: &mut [f32],
+        path: &mut PathState,
+        with_cost: bool,
+    ) {
+        path.rng = stream(seed, index);
+        path.cost = PathCost::default();
+        if !self.scheme.starts_from_prior() {
+            x.fill(0.0);
+            return;
+        }
+        fill_normals(&mut path.rng, x);
+        self.prior.transform_normals(x);
+        if with_cost {
+            let log_p = self.prior.log_density_f64(x);
+            path.cost.r_disc = log_p;
+            path.cost.r = match self.scheme {
+                Scheme::VpEuler | Scheme::VpFlow => log_p,
+                // Relative to the reference's N(0, I) start (MATH.md §6).
+                Scheme::VpExponential => log_p - Prior::standard(x.len()).log_density_f64(x),
+                Scheme::PisEuler => 0.0,
+            };
+        }
+    }
+
+    /// Step `k` (from `t_k` to `t_{k+1}` on the grid).
+    pub fn step(&self, k: usize) -> Step {
+        let t_end = self.sde.t_end();
+        let t0 = self.grid.time(k, self.steps, t_end) as f32;
+        let t1 = self.grid.time(k + 1, self.steps, t_end) as f32;
+        Step::new(&self.sde, self.scheme, t0, t1)
+    }
+
+    /// The integrated control is `w = u + offset x`: `offset = sigma_bar(t_k)`
+    /// for the exponential integrator (`v`, MATH.md §4), else 0.
+    pub fn w_offset(&self, step: &Step) -> f32 {
+        if self.scheme.uses_v() {
+            step.sigma_bar
+        } else {
+            0.0
+        }
+    }
+
+    /// Draws the step's standard normals from the path's stream into `xi`,
+    /// scaled by `kappa` (the trainer's exploration; 1 on a device), or zeros
+    /// for the probability-flow ODE; then advances `x` with control `w` and,
+    /// `with_cost`, accumulates the path costs ([`advance`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn advance(
+        &self,
+        step: &Step,
+        x: &mut [f32],
+        w: &[f32],
+        xi: &mut [f32],
+        path: &mut PathState,
+        with_cost: bool,
+        kappa: f32,
+    ) {
+        if self.scheme == Scheme::VpFlow {
+            xi.fill(0.0);
+        } else {
+            fill_normals(&mut path.rng, xi);
+            if kappa != 1.0 {
+                xi.iter_mut().for_each(|v| *v *= kappa);
+            }
+        }
+        advance(step, x, w, xi, with_cost.then_some(&mut path.cost));
+    }
+
+    /// The continuous cost's terminal term at `X_K` besides `-log rho`:
+    /// `-d/2 integral beta_bar` (Euler–Maruyama), `log N(X_K; 0, I)`
+    /// (exponential), `log N(X_K; 0, sigma^2 T I)` (PIS), 0 (flow).
+    pub fn terminal_term(&self, x: &[f32]) -> f64 {
+        let d = x.len();
+        match self.scheme {
+            Scheme::VpEuler => {
+                -0.5 * d as f64 * self.sde.integral_beta_bar(0.0, self.sde.t_end() as f64)
+            }
+            Scheme::VpFlow => 0.0,
+            Scheme::VpExponential | Scheme::PisEuler => {
+                let g = self.scheme.terminal_gaussian(&self.sde, d);
+                Prior::Isotropic(g.expect("a terminal Gaussian")).log_density_f64(x)
+            }
+        }
+    }
+
+    /// Ends a path: `-log rho(X_K)` into both costs, and the terminal term
+    /// into the continuous one.
+    pub fn finish(&self, x: &[f32], log_rho: f64, cost: &mut PathCost) {
+        cost.r_disc -= log_rho;
+        cost.r += self.terminal_term(x) - log_rho;
+    }
+}
+
 /// Samples the generative SDE with a control, from a prior, on a time grid.
 #[derive(Clone, Copy, Debug)]
 pub struct Sampler<'a, C, T> {
@@ -274,14 +391,15 @@ pub struct Sampler<'a, C, T> {
     pub target: Option<T>,
 }
 
-impl<C: Control, T: Target> Sampler<'_, C, T> {
+impl<'a, C: Control, T: Target> Sampler<'a, C, T> {
     /// Floats of work buffer that [`Sampler::sample`] needs, whatever the batch size.
     pub fn work_len(&self) -> usize {
         self.control.time_cache_len() + self.control.scratch_len() + 2 * self.control.dim()
     }
 
-    fn scheme(&self) -> Result<Scheme, SampleError> {
-        Scheme::new(&self.sde, self.integrator)
+    /// The path simulator of this sampler's SDE, grid, steps and integrator.
+    pub fn simulator(&self) -> Result<PathSimulator<'a>, SampleError> {
+        PathSimulator::new(self.sde, self.grid, self.steps, self.integrator, self.prior)
     }
 
     /// Whether paths carry a cost with this configuration.
@@ -302,7 +420,7 @@ impl<C: Control, T: Target> Sampler<'_, C, T> {
         work: &mut [f32],
     ) -> Result<(), SampleError> {
         let d = self.control.dim();
-        let scheme = self.scheme()?;
+        let sim = self.simulator()?;
         self.check(d, xs.len(), paths.len(), work.len())?;
         let with_cost = self.has_cost();
         let (cache, rest) = work.split_at_mut(self.control.time_cache_len());
@@ -311,71 +429,32 @@ impl<C: Control, T: Target> Sampler<'_, C, T> {
         let xi = &mut rest[..d];
 
         for (i, (x, path)) in xs.chunks_exact_mut(d).zip(paths.iter_mut()).enumerate() {
-            path.rng = stream(seed, first_index.wrapping_add(i as u64));
-            path.cost = PathCost::default();
-            if scheme == Scheme::PisEuler {
-                x.fill(0.0);
-                continue;
-            }
-            fill_normals(&mut path.rng, x);
-            self.prior.transform_normals(x);
-            if with_cost {
-                path.cost.r_disc = self.prior.log_density_f64(x);
-                path.cost.r = scheme.boundary_cost(&self.sde, &self.prior, Some(x), None);
-            }
+            sim.start(seed, first_index.wrapping_add(i as u64), x, path, with_cost);
         }
-
-        let t_end = self.sde.t_end();
         for k in 0..self.steps {
-            let t0 = self.grid.time(k, self.steps, t_end) as f32;
-            let t1 = self.grid.time(k + 1, self.steps, t_end) as f32;
-            let step = Step::new(&self.sde, scheme, t0, t1);
-            self.control.prepare(t0, cache, scratch);
+            let step = sim.step(k);
+            let offset = sim.w_offset(&step);
+            self.control.prepare(step.t0, cache, scratch);
             for (x, path) in xs.chunks_exact_mut(d).zip(paths.iter_mut()) {
-                self.control.u(t0, cache, x, u, scratch);
-                if scheme == Scheme::VpExponential {
-                    // v = u + sigma_bar x: the control relative to the stationary OU process.
+                self.control.u(step.t0, cache, x, u, scratch);
+                if offset != 0.0 {
                     for (uj, &xj) in u.iter_mut().zip(x.iter()) {
-                        *uj += step.sigma_bar * xj;
+                        *uj += offset * xj;
                     }
                 }
-                if scheme == Scheme::VpFlow {
-                    xi.fill(0.0);
-                } else {
-                    fill_normals(&mut path.rng, xi);
-                }
-                advance(&step, x, u, xi, with_cost.then_some(&mut path.cost));
+                sim.advance(&step, x, u, xi, path, with_cost, 1.0);
             }
         }
-
         if with_cost {
             let target = self.target.as_ref().expect("has_cost implies a target");
             for (x, path) in xs.chunks_exact_mut(d).zip(paths.iter_mut()) {
-                let log_rho = target.log_density(x) as f64;
-                path.cost.r_disc -= log_rho;
-                path.cost.r -= log_rho
-                    + match scheme {
-                        Scheme::VpEuler => {
-                            0.5 * d as f64 * self.sde.integral_beta_bar(0.0, t_end as f64)
-                        }
-                        Scheme::VpExponential => -Prior::standard(d).log_density_f64(x),
-                        Scheme::PisEuler => {
-                            let nu = libm::sqrt(self.sde.beta(0.0) * t_end as f64) as f32;
-                            let terminal =
-                                Prior::Isotropic(crate::target::IsotropicGaussian { d, nu });
-                            -terminal.log_density_f64(x)
-                        }
-                        Scheme::VpFlow => 0.0,
-                    };
+                sim.finish(x, target.log_density(x) as f64, &mut path.cost);
             }
         }
         Ok(())
     }
 
     fn check(&self, d: usize, xs: usize, paths: usize, work: usize) -> Result<(), SampleError> {
-        if self.steps == 0 {
-            return Err(SampleError::ZeroSteps);
-        }
         if self.prior.dim() != d {
             return Err(SampleError::Dimension {
                 what: "prior",

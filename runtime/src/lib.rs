@@ -45,7 +45,7 @@
 //! let net = NetworkRef::from_flat(header.shape, &params[..n]).map_err(|_| "bad shape")?;
 //!
 //! let d = header.shape.d as usize;
-//! let target = header.target.ok_or("no built-in target")?.build();
+//! let target = model.target().ok_or("no built-in target")?;
 //! // The header's SDE, grid, step count and integrator; any `Target` works here.
 //! let sampler = header.sampler(net, Some(target), None, None)?;
 //!

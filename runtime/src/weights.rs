@@ -6,7 +6,9 @@
 //! 8       2     format version, u16 little endian (currently 2)
 //! 10      4     body length n, u32 little endian
 //! 14      n     body: postcard(Header), then the parameters in
-//!               NetworkShape::params order, little endian, in header.dtype
+//!               NetworkShape::params order, little endian, in header.dtype,
+//!               then the target's parameter block (TargetSpec::data_len
+//!               bytes: a stored mixture's parameters, else nothing)
 //! 14+n    4     CRC-32 (IEEE) of bytes 0 .. 14+n, little endian
 //! ```
 //!
@@ -28,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::integrate::{Integrator, Sampler};
 use crate::network::{Network, NetworkControl, NetworkRef, NetworkShape};
 use crate::sde::{Sde, TimeGrid};
-use crate::target::{IsotropicGaussian, Prior, Target, TargetSpec};
+use crate::target::{Builtin, IsotropicGaussian, Prior, Target, TargetSpec};
 
 /// First bytes of every weights file.
 pub const MAGIC: [u8; 8] = *b"diffctl\0";
@@ -96,7 +98,9 @@ pub struct Header {
     /// to `[-score_clip, score_clip]` (as the PIS and DIS reference codes do):
     /// explicit steps through a cubic score (double wells) otherwise blow up.
     pub score_clip: f32,
-    /// The built-in target the model was trained on, if any.
+    /// The target the model was trained on, if it is one the file can name
+    /// (a preset, a stored mixture, a data-defined target); `None` for a
+    /// target defined in code.
     pub target: Option<TargetSpec>,
     pub dtype: Dtype,
 }
@@ -341,6 +345,7 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 pub struct Model<'a> {
     pub header: Header,
     payload: &'a [u8],
+    target_data: &'a [u8],
 }
 
 impl<'a> Model<'a> {
@@ -411,14 +416,37 @@ impl<'a> Model<'a> {
                  retrain it",
             ));
         }
-        let expected = header.param_count() * header.dtype.size();
+        let params_len = header.param_count() * header.dtype.size();
+        let data_len = header.target.map_or(0, |t| t.data_len());
+        let expected = params_len + data_len;
         if payload.len() != expected {
             return Err(DecodeError::PayloadLength {
                 expected,
                 got: payload.len(),
             });
         }
-        Ok(Model { header, payload })
+        let (payload, target_data) = payload.split_at(params_len);
+        if let Some(spec) = header.target {
+            if data_len > 0 {
+                spec.build(target_data).map_err(DecodeError::Invalid)?;
+            }
+        }
+        Ok(Model {
+            header,
+            payload,
+            target_data,
+        })
+    }
+
+    /// The file's target, when the file alone defines it (a preset or a
+    /// stored mixture); `None` when it has none or it needs a data set.
+    pub fn target(&self) -> Option<Builtin<'a>> {
+        self.header.target?.build(self.target_data).ok()
+    }
+
+    /// The target's parameter block (empty but for stored mixtures).
+    pub fn target_data(&self) -> &'a [u8] {
+        self.target_data
     }
 
     /// Parameter `index` as `f32` (`index < header.param_count()`).
@@ -492,13 +520,35 @@ impl<'a> Model<'a> {
 pub fn encoded_len(header: &Header) -> Result<usize, EncodeError> {
     let header_len = postcard::experimental::serialized_size(header)
         .map_err(|_| EncodeError::Invalid("header does not serialise"))?;
-    Ok(PREAMBLE + header_len + header.param_count() * header.dtype.size() + 4)
+    let data_len = header.target.map_or(0, |t| t.data_len());
+    Ok(PREAMBLE + header_len + header.param_count() * header.dtype.size() + data_len + 4)
 }
 
 /// Writes a weights file into `out`; returns the number of bytes written.
-/// Parameters are rounded to `header.dtype` (round to nearest even).
+/// Parameters are rounded to `header.dtype` (round to nearest even). For a
+/// target with a parameter block use [`encode_into_with`].
 pub fn encode_into(header: &Header, params: &[f32], out: &mut [u8]) -> Result<usize, EncodeError> {
+    encode_into_with(header, params, &[], out)
+}
+
+/// [`encode_into`] with the target's parameter block `target_data`
+/// ([`TargetSpec::data_len`] bytes, checked by building the target).
+pub fn encode_into_with(
+    header: &Header,
+    params: &[f32],
+    target_data: &[u8],
+    out: &mut [u8],
+) -> Result<usize, EncodeError> {
     header.validate().map_err(EncodeError::Invalid)?;
+    let data_len = header.target.map_or(0, |t| t.data_len());
+    if target_data.len() != data_len {
+        return Err(EncodeError::Invalid(
+            "target parameter block has the wrong length",
+        ));
+    }
+    if let Some(spec) = header.target.filter(|_| data_len > 0) {
+        spec.build(target_data).map_err(EncodeError::Invalid)?;
+    }
     let expected = header.param_count();
     if params.len() != expected {
         return Err(EncodeError::ParamCount {
@@ -523,7 +573,7 @@ pub fn encode_into(header: &Header, params: &[f32], out: &mut [u8]) -> Result<us
         .map_err(|_| EncodeError::Invalid("header does not serialise"))?
         .len();
     let size = header.dtype.size();
-    let payload = &mut out[PREAMBLE + header_len..total - 4];
+    let payload = &mut out[PREAMBLE + header_len..total - 4 - data_len];
     for (index, (&v, slot)) in params
         .iter()
         .zip(payload.chunks_exact_mut(size))
@@ -538,6 +588,7 @@ pub fn encode_into(header: &Header, params: &[f32], out: &mut [u8]) -> Result<us
             Dtype::Bf16 => slot.copy_from_slice(&bf16::from_f32(v).to_le_bytes()),
         }
     }
+    out[total - 4 - data_len..total - 4].copy_from_slice(target_data);
     let crc = crc32(&out[..total - 4]);
     out[total - 4..].copy_from_slice(&crc.to_le_bytes());
     Ok(total)
@@ -546,8 +597,18 @@ pub fn encode_into(header: &Header, params: &[f32], out: &mut [u8]) -> Result<us
 /// [`encode_into`] a new `Vec`.
 #[cfg(feature = "alloc")]
 pub fn encode(header: &Header, params: &[f32]) -> Result<alloc::vec::Vec<u8>, EncodeError> {
+    encode_with(header, params, &[])
+}
+
+/// [`encode_into_with`] a new `Vec`.
+#[cfg(feature = "alloc")]
+pub fn encode_with(
+    header: &Header,
+    params: &[f32],
+    target_data: &[u8],
+) -> Result<alloc::vec::Vec<u8>, EncodeError> {
     let mut out = alloc::vec![0u8; encoded_len(header)?];
-    let n = encode_into(header, params, &mut out)?;
+    let n = encode_into_with(header, params, target_data, &mut out)?;
     out.truncate(n);
     Ok(out)
 }

@@ -24,10 +24,10 @@ fn sampler<'a>(
     integrator: Integrator,
 ) -> Sampler<
     'a,
-    NetworkControl<'a, diffctl_runtime::target::Builtin>,
-    diffctl_runtime::target::Builtin,
+    NetworkControl<'a, diffctl_runtime::target::Builtin<'static>>,
+    diffctl_runtime::target::Builtin<'static>,
 > {
-    let target = TargetSpec::Gmm.build();
+    let target = TargetSpec::Gmm.build_builtin();
     let prior = Prior::standard(D);
     let control = NetworkControl::new(net, Sde::default(), prior, Some(target)).unwrap();
     Sampler {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::eval::{report, sample_file, SampleOptions};
+use diffctl_trainer::target::Known;
 use diffctl_trainer::train::{Loss, TrainConfig};
 
 use crate::commands::plot::write as write_plot;
@@ -32,7 +33,6 @@ pub struct DemoArgs {
 /// (runtime/tests/analytic.rs), hence a higher ESS.
 pub fn demo_config(quick: bool) -> TrainConfig {
     let reference = TrainConfig {
-        target: TargetSpec::Gmm,
         sampler: SamplerKind::Dis,
         loss: Loss::LogVariance,
         batch: 512,
@@ -68,7 +68,8 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         cfg.threads,
         if args.quick { " (--quick)" } else { "" }
     );
-    let outcome = train_with_progress(&cfg, None, false)?;
+    let gmm = Known::preset("gmm").expect("a preset");
+    let outcome = train_with_progress(&cfg, &gmm, None, false)?;
     finish(&outcome, &weights, None)?;
 
     // What ships is what is measured: read the file back and sample it with
@@ -81,7 +82,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         ..SampleOptions::default()
     };
     let samples = sample_file(&bytes, None, &opts)?;
-    let rep = report(&samples, Some(TargetSpec::Gmm), cfg.cost);
+    let rep = report(&samples, Some(&gmm), cfg.cost);
     println!();
     println!(
         "runtime samples of {} (seed {}):",
@@ -94,13 +95,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         "summary          log Z error {err:+.4} (importance sampling, {} paths), ESS {:.3}",
         rep.n, rep.estimates.ess
     );
-    write_plot(
-        &svg,
-        &samples,
-        Some(TargetSpec::Gmm),
-        None,
-        &label(&weights),
-    )?;
+    write_plot(&svg, &samples, Some(&gmm), None, &label(&weights))?;
     println!("plot             {}", svg.display());
     Ok(if outcome.interrupted {
         ExitCode::from(130)

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use clap::Args;
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::elbo::{elbo_file, ElboConfig, ElboReport};
-use diffctl_trainer::eval::{default_threads, evaluate, resolve_target};
+use diffctl_trainer::eval::{default_threads, evaluate};
 use serde::Serialize;
 
-use crate::args::{check_threads, sample_options, CostArg, RunArgs, TargetArgs};
+use crate::args::{check_threads, model_target, sample_options, CostArg, RunArgs, TargetArgs};
 use crate::datasets::{check_dim, subset, Purpose, Source};
 use crate::error::{Error, Result};
 use crate::io;
@@ -40,7 +40,7 @@ pub struct EvalArgs {
     #[arg(
         long,
         value_name = "FILE|toy:NAME",
-        conflicts_with_all = ["target", "dim", "wells", "delta", "sigma", "n", "steps", "integrator", "cost"]
+        conflicts_with_all = ["target", "target_config", "dim", "wells", "delta", "sigma", "n", "steps", "integrator", "cost"]
     )]
     pub data: Option<String>,
     /// Points of --data to use (a random subset under --seed; the number
@@ -61,16 +61,15 @@ const MAX_TIMES: usize = 1 << 16;
 
 pub fn run(args: &EvalArgs) -> Result<()> {
     let bytes = io::read(&args.file)?;
-    let header = Model::parse(&bytes)
-        .map_err(|e| Error::new(format!("{}: {e}", args.file.display())))?
-        .header;
+    let model =
+        Model::parse(&bytes).map_err(|e| Error::new(format!("{}: {e}", args.file.display())))?;
+    let header = model.header;
     if let Some(data) = &args.data {
         return bound(args, &bytes, &header, data);
     }
-    let given = args.target.spec()?;
-    resolve_target(&header, given)?;
+    let target = model_target(&args.target, &model)?;
     let opts = sample_options(args.n, args.seed, 0, header.shape.d as usize, &args.run)?;
-    let report = evaluate(&bytes, given, &opts, args.cost.into())?;
+    let report = evaluate(&bytes, target.as_deref(), &opts, args.cost.into())?;
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&report)
             .map_err(|e| Error::new(format!("report as JSON: {e}")))?;

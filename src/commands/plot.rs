@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::data::Dataset;
-use diffctl_trainer::eval::{resolve_target, sample_file, Samples};
+use diffctl_trainer::eval::{sample_file, Samples};
+use diffctl_trainer::target::TrainTarget;
 
-use crate::args::{sample_options, target_name, RunArgs, TargetArgs};
+use crate::args::{model_target, sample_options, RunArgs, TargetArgs};
 use crate::datasets::{check_dim, subset, Purpose, Source};
 use crate::error::{Error, Result};
 use crate::{io, plot};
@@ -39,7 +40,7 @@ pub struct PlotArgs {
     #[arg(
         long,
         value_name = "FILE|toy:NAME",
-        conflicts_with_all = ["target", "dim", "wells", "delta", "sigma"]
+        conflicts_with_all = ["target", "target_config", "dim", "wells", "delta", "sigma"]
     )]
     pub data: Option<String>,
 }
@@ -51,10 +52,11 @@ pub fn run(args: &PlotArgs) -> Result<()> {
         .unwrap_or_else(|| args.file.with_extension("svg"));
     check_svg_path(&out)?;
     let bytes = io::read(&args.file)?;
-    let header = Model::parse(&bytes)
-        .map_err(|e| Error::new(format!("{}: {e}", args.file.display())))?
-        .header;
-    let target = resolve_target(&header, args.target.spec()?)?;
+    let model =
+        Model::parse(&bytes).map_err(|e| Error::new(format!("{}: {e}", args.file.display())))?;
+    let header = model.header;
+    let target = model_target(&args.target, &model)?;
+    let target = target.as_deref();
     let d = header.shape.d as usize;
     let opts = sample_options(args.n, args.seed, 0, d, &args.run)?;
     let name = args
@@ -99,19 +101,21 @@ pub fn check_svg_path(path: &Path) -> Result<()> {
 pub fn write(
     out: &Path,
     samples: &Samples,
-    target: Option<TargetSpec>,
+    target: Option<&dyn TrainTarget>,
     coords: Option<&[usize]>,
     name: &str,
 ) -> Result<()> {
-    let title = match &target {
-        Some(t) => format!(
+    let title = match target.and_then(|t| t.spec()) {
+        Some(spec) => format!(
             "{name}: {} samples of {}",
             samples.xs.len() / samples.d,
-            target_name(t)
+            spec.preset_name()
+                .map_or_else(|| spec.to_string(), String::from)
         ),
         None => format!("{name}: {} samples", samples.xs.len() / samples.d),
     };
-    let svg = plot::render(samples, target, coords, &title)?;
+    let truth = target.and_then(|t| t.ground_truth());
+    let svg = plot::render(samples, truth.as_deref(), coords, &title)?;
     io::write_atomic(out, svg.as_bytes())
 }
 

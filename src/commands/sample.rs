@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use diffctl_runtime::hex::write_sample_line;
 use diffctl_runtime::prelude::*;
-use diffctl_trainer::eval::{resolve_target, sample_file, Samples};
+use diffctl_trainer::eval::{sample_file, Samples};
 
-use crate::args::{sample_options, RunArgs, TargetArgs};
+use crate::args::{model_target, sample_options, RunArgs, TargetArgs};
 use crate::error::{Error, Result};
 use crate::{io, npy};
 
@@ -63,10 +63,10 @@ impl Format {
 pub fn run(args: &SampleArgs) -> Result<()> {
     let bytes = io::read(&args.file)?;
     let in_file = |e: &dyn std::fmt::Display| Error::new(format!("{}: {e}", args.file.display()));
-    let header = Model::parse(&bytes).map_err(|e| in_file(&e))?.header;
-    let given = args.target.spec()?;
-    // Check the target before drawing anything (also done by sample_file).
-    resolve_target(&header, given)?;
+    let model = Model::parse(&bytes).map_err(|e| in_file(&e))?;
+    let header = model.header;
+    // Check the target before drawing anything.
+    let target = model_target(&args.target, &model)?;
     let opts = sample_options(
         args.n,
         args.seed,
@@ -83,7 +83,7 @@ pub fn run(args: &SampleArgs) -> Result<()> {
             "refusing to write binary .npy to a terminal: give --out PATH.npy or redirect".into(),
         );
     }
-    let samples = sample_file(&bytes, given, &opts)?;
+    let samples = sample_file(&bytes, target.as_deref(), &opts)?;
     let out = match format {
         Format::Csv => csv(&samples).into_bytes(),
         Format::Npy => npy::encode_f32(samples.xs.len() / samples.d, samples.d, &samples.xs),

@@ -10,9 +10,11 @@ use clap::{Args, ValueEnum};
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::train::{self, Loss, Progress, RunOptions, TrainConfig, TrainOutcome};
 
+use diffctl_trainer::target::TrainTarget;
+
 use crate::args::{
-    check_threads, describe_target, target_name, target_spec, CostArg, GridArg, IntegratorArg,
-    TargetArgs, TargetParams, MAX_FLOATS,
+    check_threads, target_spec, ChosenTarget, CostArg, GridArg, IntegratorArg, TargetArgs,
+    TargetParams, MAX_FLOATS,
 };
 use crate::commands::plot::{check_svg_path, write as write_plot};
 use crate::error::{Error, Result};
@@ -132,16 +134,26 @@ pub enum DtypeArg {
     Bf16,
 }
 
-/// The configuration: reference defaults, then the file, then the flags.
-pub fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
-    let (mut cfg, file_target) = match &args.config {
+/// The configuration and the target: reference defaults, then the file,
+/// then the flags.
+pub fn build_config(args: &TrainArgs) -> Result<(TrainConfig, ChosenTarget)> {
+    let (mut cfg, file_target, base, stem) = match &args.config {
         Some(path) => {
             let text = String::from_utf8(io::read(path)?)
                 .map_err(|_| Error::new(format!("{}: not UTF-8 text", path.display())))?;
             let file = config::parse(&text, &path.display().to_string())?;
-            (file.config, file.target)
+            let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            let stem = path
+                .file_stem()
+                .map_or("target".into(), |s| s.to_string_lossy().into_owned());
+            (file.config, file.target, base, stem)
         }
-        None => (TrainConfig::default(), None),
+        None => (
+            TrainConfig::default(),
+            None,
+            PathBuf::from("."),
+            String::new(),
+        ),
     };
     let cli = TargetParams {
         dim: args.target.dim,
@@ -149,20 +161,22 @@ pub fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
         delta: args.target.delta,
         sigma: args.target.sigma,
     };
-    cfg.target = match (&args.target.target, &file_target) {
-        (Some(name), _) => target_spec(name, &cli)?,
-        (None, Some(entry)) => {
-            let (name, file) = entry.parts();
-            let merged = TargetParams {
-                dim: cli.dim.or(file.dim),
-                wells: cli.wells.or(file.wells),
-                delta: cli.delta.or(file.delta),
-                sigma: cli.sigma.or(file.sigma),
-            };
-            target_spec(name, &merged)?
-        }
-        (None, None) => return Err(
-            "no target: give --target NAME (gmm, funnel, mw5, dw20, mw50) or `target` in --config"
+    let chosen = match (
+        &args.target.target,
+        &args.target.target_config,
+        &file_target,
+    ) {
+        (Some(name), _, _) => ChosenTarget::builtin(target_spec(name, &cli)?)?,
+        (None, Some(_), _) => args.target.resolve()?.expect("a target config"),
+        (None, None, Some(entry)) => entry.build(&cli, &base, &stem).map_err(|e| {
+            Error::new(format!(
+                "{}: {e}",
+                args.config.as_ref().expect("a config").display()
+            ))
+        })?,
+        (None, None, None) => return Err(
+            "no target: give --target NAME (gmm, funnel, mw5, dw20, mw50), --target-config FILE, \
+             or `target` in --config"
                 .into(),
         ),
     };
@@ -228,7 +242,7 @@ pub fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
     cfg.seed = args.seed.unwrap_or(cfg.seed);
     check_threads(Some(cfg.threads))?;
     // Sizes the trainer would try to allocate at once.
-    let d = cfg.target.dim();
+    let d = chosen.target.dim();
     for (name, n) in [("batch", cfg.batch), ("eval_samples", cfg.eval_samples)] {
         if n.checked_mul(d).is_none_or(|f| f > MAX_FLOATS) {
             return Err(Error::new(format!(
@@ -239,15 +253,18 @@ pub fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
     }
     cfg.validate()
         .map_err(|e| Error::new(format!("invalid configuration: {e}")))?;
-    Ok(cfg)
+    cfg.header(&*chosen.target)
+        .validate()
+        .map_err(|e| Error::new(format!("invalid configuration: target: {e}")))?;
+    Ok((cfg, chosen))
 }
 
 pub fn run(args: &TrainArgs) -> Result<ExitCode> {
-    let cfg = build_config(args)?;
+    let (cfg, chosen) = build_config(args)?;
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("out/{}.dcw", target_name(&cfg.target))));
+        .unwrap_or_else(|| PathBuf::from(format!("out/{}.dcw", chosen.name)));
     if let Some(p) = &args.plot {
         check_svg_path(p)?;
     }
@@ -255,20 +272,20 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         "training {} ({}) on {}: {} iterations, batch {}, K = {}, {} threads",
         sampler_short(cfg.sampler),
         loss_name(cfg.loss),
-        describe_target(&cfg.target),
+        chosen.description,
         cfg.iterations,
         cfg.batch,
         cfg.steps,
         cfg.threads
     );
-    let outcome = train_with_progress(&cfg, args.checkpoint.clone(), args.resume)?;
+    let outcome = train_with_progress(&cfg, &*chosen.target, args.checkpoint.clone(), args.resume)?;
     print!("{}", outcome.report);
     finish(&outcome, &out, args.checkpoint.as_deref())?;
     if let Some(p) = &args.plot {
         write_plot(
             p,
             &outcome.samples,
-            Some(cfg.target),
+            Some(&*chosen.target),
             None,
             &file_label(&out),
         )?;
@@ -352,6 +369,7 @@ pub(crate) fn stop_flag() -> Result<&'static AtomicBool> {
 /// of the iterations otherwise (logs, CI).
 pub fn train_with_progress(
     cfg: &TrainConfig,
+    target: &dyn TrainTarget,
     checkpoint: Option<PathBuf>,
     resume: bool,
 ) -> Result<TrainOutcome> {
@@ -361,7 +379,7 @@ pub fn train_with_progress(
         stop: Some(stop_flag()?),
     };
     let mut report = progress::Reporter::new(cfg.iterations);
-    let result = train::train(cfg, &run, &mut |p| {
+    let result = train::train(cfg, target, &run, &mut |p| {
         report.update(p.iteration, p.iterations, p.elapsed, || progress_message(p))
     });
     report.finish();

@@ -1,6 +1,7 @@
 //! Ad-hoc training run for tuning: `cargo run --release -p diffctl-trainer --example explore -- KEY=VALUE ...`
 //! Keys: target, iterations, batch, steps, lr, lr_final, clip, ema, loss (lv|kl), integrator (em|exp), grid, threads, seed, eval_every, explore, explore_decay, sampler (dis|pis|dds).
 use diffctl_runtime::prelude::*;
+use diffctl_trainer::target::Known;
 use diffctl_trainer::train::{train, Loss, RunOptions, TrainConfig};
 
 fn main() {
@@ -9,10 +10,11 @@ fn main() {
         checkpoint_every: 0,
         ..TrainConfig::default()
     };
+    let mut target = "gmm".to_string();
     for arg in std::env::args().skip(1) {
         let (k, v) = arg.split_once('=').expect("KEY=VALUE");
         match k {
-            "target" => cfg.target = TargetSpec::preset(v).expect("preset"),
+            "target" => target = v.to_string(),
             "iterations" => cfg.iterations = v.parse().unwrap(),
             "batch" => cfg.batch = v.parse().unwrap(),
             "steps" => cfg.steps = v.parse().unwrap(),
@@ -60,7 +62,8 @@ fn main() {
         }
     }
     println!("{cfg:?}");
-    let out = train(&cfg, &RunOptions::default(), &mut |p| {
+    let known = Known::preset(&target).expect("a preset");
+    let out = train(&cfg, &known, &RunOptions::default(), &mut |p| {
         if let (Some(e), true) = (&p.last_eval, p.iteration % cfg.eval_every.max(1) == 0) {
             println!(
                 "it {:5} {:6.1}s loss {:.4} | log Z_is err {:+.4} lb {:+.4} ESS {:.3} worst mode {:.3}",

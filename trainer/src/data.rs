@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use diffctl_runtime::normal::{normal_pair, stream, uniform_f64, PathRng};
-use diffctl_runtime::target::{Builtin, MultiWell, TargetSpec};
+use diffctl_runtime::target::{GroundTruth, TargetSpec};
 use rand_core::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -459,11 +459,8 @@ impl Toy {
         let mut xs = vec![0.0f32; n * d];
         match self {
             Toy::Target(spec) => {
-                spec.validate().map_err(|e| e.to_string())?;
-                let sampler = TargetSampler::new(spec);
-                for (i, x) in xs.chunks_exact_mut(d).enumerate() {
-                    sampler.sample(&mut stream(seed, i as u64), x);
-                }
+                let target = spec.build(&[]).map_err(|e| e.to_string())?;
+                return exact_samples(&target, n, seed);
             }
             toy => {
                 for (i, x) in xs.chunks_exact_mut(2).enumerate() {
@@ -477,8 +474,17 @@ impl Toy {
     }
 }
 
-fn normal(rng: &mut PathRng) -> f64 {
-    normal_pair(rng).0 as f64
+/// `n` exact samples of a target under `seed` (sample `i` from stream
+/// `(seed, i)`), or an error if it has no exact sampler.
+pub fn exact_samples(target: &dyn GroundTruth, n: usize, seed: u64) -> Result<Dataset, String> {
+    let d = target.dim();
+    let mut xs = vec![0.0f32; n * d];
+    for (i, x) in xs.chunks_exact_mut(d).enumerate() {
+        if !target.sample_exact(&mut stream(seed, i as u64), x) {
+            return Err("the target has no exact sampler".into());
+        }
+    }
+    Dataset::new(d, xs)
 }
 
 /// One point of a 2-d toy set (f64).
@@ -526,119 +532,6 @@ fn toy_point(toy: Toy, rng: &mut PathRng) -> [f64; 2] {
             ]
         }
         Toy::Target(_) => unreachable!("targets are sampled by TargetSampler"),
-    }
-}
-
-/// Exact sampler of a built-in target.
-enum TargetSampler {
-    /// Pick a component by weight, then its diagonal Gaussian.
-    Mixture(diffctl_runtime::target::GaussianMixture<'static>),
-    /// `x_1 ~ N(0, sigma^2)`, `x_i ~ N(0, e^{x_1})`.
-    Funnel { d: usize, sigma: f64 },
-    /// Well coordinates by inverting the tabulated CDF of
-    /// `exp(-(x^2 - delta)^2)`; the others `N(0, 1)`.
-    Wells {
-        d: usize,
-        w: usize,
-        table: WellTable,
-    },
-}
-
-/// CDF of `exp(-(x^2 - delta)^2)` on a uniform grid (trapezoidal rule), for
-/// inversion with linear interpolation (a piecewise-linear density between
-/// knots: with 2^16 knots the CDF error is far below f32 resolution).
-struct WellTable {
-    lo: f64,
-    h: f64,
-    cdf: Vec<f64>,
-}
-
-impl WellTable {
-    fn new(delta: f64) -> Self {
-        let half = (delta.max(0.0) + 6.0).sqrt();
-        let n = 1 << 16;
-        let h = 2.0 * half / n as f64;
-        let density = |x: f64| {
-            let e = x * x - delta;
-            (-e * e).exp()
-        };
-        let mut cdf = Vec::with_capacity(n + 1);
-        cdf.push(0.0);
-        let mut acc = 0.0;
-        for i in 0..n {
-            let (a, b) = (-half + i as f64 * h, -half + (i + 1) as f64 * h);
-            acc += 0.5 * h * (density(a) + density(b));
-            cdf.push(acc);
-        }
-        for c in &mut cdf {
-            *c /= acc;
-        }
-        Self { lo: -half, h, cdf }
-    }
-
-    fn invert(&self, u: f64) -> f64 {
-        let k = self
-            .cdf
-            .partition_point(|&c| c <= u)
-            .clamp(1, self.cdf.len() - 1);
-        let (c0, c1) = (self.cdf[k - 1], self.cdf[k]);
-        let frac = if c1 > c0 { (u - c0) / (c1 - c0) } else { 0.5 };
-        self.lo + (k as f64 - 1.0 + frac) * self.h
-    }
-}
-
-impl TargetSampler {
-    fn new(spec: &TargetSpec) -> Self {
-        match spec.build() {
-            Builtin::Mixture(m) => TargetSampler::Mixture(m),
-            Builtin::Funnel(f) => TargetSampler::Funnel {
-                d: f.d,
-                sigma: f.sigma as f64,
-            },
-            Builtin::MultiWell(MultiWell { d, w, delta }) => TargetSampler::Wells {
-                d,
-                w,
-                table: WellTable::new(delta as f64),
-            },
-        }
-    }
-
-    fn sample(&self, rng: &mut PathRng, x: &mut [f32]) {
-        match self {
-            TargetSampler::Mixture(m) => {
-                let total: f64 = m.weights.iter().map(|&w| w as f64).sum();
-                let mut u = uniform(rng) * total;
-                let mut k = m.components() - 1;
-                for (i, &w) in m.weights.iter().enumerate() {
-                    if u < w as f64 {
-                        k = i;
-                        break;
-                    }
-                    u -= w as f64;
-                }
-                let d = x.len();
-                for (j, xj) in x.iter_mut().enumerate() {
-                    let (mu, s) = (m.means[k * d + j] as f64, m.stds[k * d + j] as f64);
-                    *xj = (mu + s * normal(rng)) as f32;
-                }
-            }
-            TargetSampler::Funnel { d, sigma } => {
-                let x1 = sigma * normal(rng);
-                x[0] = x1 as f32;
-                let s = (0.5 * x1).exp();
-                for xj in &mut x[1..*d] {
-                    *xj = (s * normal(rng)) as f32;
-                }
-            }
-            TargetSampler::Wells { d, w, table } => {
-                for xj in &mut x[..*w] {
-                    *xj = table.invert(uniform(rng)) as f32;
-                }
-                for xj in &mut x[*w..*d] {
-                    *xj = normal(rng) as f32;
-                }
-            }
-        }
     }
 }
 
@@ -768,7 +661,6 @@ mod tests {
 
     #[test]
     fn target_samples_have_the_true_moments() {
-        use crate::eval::true_moments;
         for name in ["gmm", "funnel", "mw5"] {
             let spec = TargetSpec::preset(name).unwrap();
             let n = 200_000;
@@ -780,7 +672,7 @@ mod tests {
                 .collect();
             let mean = sq.iter().sum::<f64>() / n as f64;
             let var = sq.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
-            let (truth, _) = true_moments(&spec);
+            let (truth, _) = spec.build_builtin().moments().unwrap();
             let se = (var / n as f64).sqrt();
             assert!(
                 (mean - truth).abs() < 5.0 * se,

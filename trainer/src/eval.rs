@@ -14,11 +14,13 @@ use std::ops::Range;
 use diffctl_runtime::integrate::{PathCost, PathState};
 use diffctl_runtime::network::NetworkRef;
 use diffctl_runtime::prelude::*;
-use diffctl_runtime::target::{Builtin, GaussianMixture};
+use diffctl_runtime::target::GroundTruth;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Toy;
+use crate::data::exact_samples;
 use crate::distance;
+use crate::psis;
+use crate::target::{Known, TrainTarget};
 
 /// Which path cost enters the estimates (and the log-variance loss).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,55 +112,81 @@ pub struct Samples {
     pub costs: Option<Vec<PathCost>>,
 }
 
-/// The target to sample with: the file's built-in one, or `given` when the
-/// file has none. A given target that differs from the file's is an error
-/// (the network's score term was trained with the file's).
-pub fn resolve_target(
-    header: &Header,
-    given: Option<TargetSpec>,
-) -> Result<Option<TargetSpec>, EvalError> {
-    match (header.target, given) {
-        (Some(a), Some(b)) if a != b => Err(EvalError::Invalid(format!(
-            "the weights were trained on target {a:?}, not {b:?}"
+/// The target a weights file names by itself (a preset, a stored mixture),
+/// if any.
+pub fn file_target(model: &Model) -> Option<Known> {
+    let spec = model.header.target?;
+    Known::new(spec, model.target_data().to_vec()).ok()
+}
+
+/// Checks that `given` is the target the model was trained on, as far as
+/// the header records it: the same kind and parameters, the same data
+/// (checksum) for a data-defined target, the same dimension for any.
+pub fn check_target(header: &Header, given: &dyn TrainTarget) -> Result<(), EvalError> {
+    if given.dim() != header.shape.d as usize {
+        return Err(EvalError::Invalid(format!(
+            "the target has dimension {}, the model {}",
+            given.dim(),
+            header.shape.d
+        )));
+    }
+    match (header.target, given.spec()) {
+        (
+            Some(TargetSpec::LogisticRegression { data_crc: a, .. }),
+            Some(TargetSpec::LogisticRegression { data_crc: b, .. }),
+        ) if a != b => Err(EvalError::Invalid(format!(
+            "the target's data differ from the data the model was trained on (checksum {b:#010x}, \
+             the file records {a:#010x})"
         ))),
-        (Some(a), _) => Ok(Some(a)),
-        (None, Some(b)) => {
-            b.validate()
-                .map_err(|e| EvalError::Invalid(e.to_string()))?;
-            if b.dim() != header.shape.d as usize {
-                return Err(EvalError::Invalid(format!(
-                    "target dimension {} differs from the model's {}",
-                    b.dim(),
-                    header.shape.d
-                )));
-            }
-            Ok(Some(b))
-        }
-        (None, None) => Ok(None),
+        (Some(a), Some(b)) if a != b => Err(EvalError::Invalid(format!(
+            "the weights were trained on target {a}, not {b}"
+        ))),
+        _ => Ok(()),
     }
 }
 
 /// Decodes a weights file and draws samples with the runtime, on
 /// `opts.threads` threads (contiguous index ranges; results do not depend on
-/// the thread count).
+/// the thread count). `target` gives path costs and the network's score
+/// term; without it the file's own target (a preset, a stored mixture) is used.
 pub fn sample_file(
     bytes: &[u8],
-    target: Option<TargetSpec>,
+    target: Option<&dyn TrainTarget>,
     opts: &SampleOptions,
 ) -> Result<Samples, EvalError> {
     let model = Model::parse(bytes)?;
     let header = model.header;
     let mut params = vec![0.0f32; header.param_count()];
     model.params_into(&mut params)?;
-    let target = resolve_target(&header, target)?;
-    sample_params(&header, &params, target, opts)
+    let own = file_target(&model);
+    let target = match target {
+        Some(t) => {
+            check_target(&header, t)?;
+            Some(t)
+        }
+        None => own.as_ref().map(|k| k as &dyn TrainTarget),
+    };
+    if target.is_none() && header.shape.score_term {
+        return Err(EvalError::Invalid(match header.target {
+            Some(spec) => format!(
+                "the model's network uses the target's score and its target, {spec}, is \
+                 defined by a data set: give its config (--target-config)"
+            ),
+            None => "the model's network uses the target's score and the file names no \
+                     target: give one (--target or --target-config)"
+                .into(),
+        }));
+    }
+    let point = target.map(|t| t.point());
+    sample_params(&header, &params, point.as_deref(), opts)
 }
 
-/// As [`sample_file`], from a header and flat `f32` parameters.
+/// As [`sample_file`], from a header, flat `f32` parameters and the
+/// per-point target the runtime evaluates.
 pub fn sample_params(
     header: &Header,
     params: &[f32],
-    target: Option<TargetSpec>,
+    target: Option<&(dyn Target + Sync)>,
     opts: &SampleOptions,
 ) -> Result<Samples, EvalError> {
     if opts.n == 0 {
@@ -185,9 +213,8 @@ pub fn sample_params(
     }
     let net = NetworkRef::from_flat(header.shape, params)
         .map_err(|e| EvalError::Invalid(e.to_string()))?;
-    let built: Option<Builtin> = target.map(|t| t.build());
     let sampler = header
-        .sampler(net, built, opts.steps, opts.integrator)
+        .sampler(net, target, opts.steps, opts.integrator)
         .map_err(|e| EvalError::Invalid(e.to_string()))?;
     let d = header.shape.d as usize;
     let with_cost = sampler.has_cost();
@@ -230,24 +257,99 @@ pub fn sample_params(
             .into_iter()
             .try_for_each(|h| h.join().expect("sampling thread panicked"))
     })?;
-    Ok(Samples {
+    let samples = Samples {
         d,
         first: opts.first,
         xs,
         costs: with_cost.then_some(costs),
+    };
+    samples.check_finite()?;
+    Ok(samples)
+}
+
+impl Samples {
+    /// A NaN path cost means the target returned NaN (or the model
+    /// diverged): an error naming how many paths it hit. `+inf` (a point
+    /// outside the target's support) is a weight of zero and allowed.
+    pub fn check_finite(&self) -> Result<(), EvalError> {
+        let Some(costs) = &self.costs else {
+            return Ok(());
+        };
+        let nan = costs
+            .iter()
+            .filter(|c| c.r_disc.is_nan() || c.r.is_nan())
+            .count();
+        if nan > 0 {
+            return Err(EvalError::Invalid(format!(
+                "{nan} of {} paths have a NaN path cost: the target returned NaN (or the model diverged)",
+                costs.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `m` draws from weighted samples by systematic resampling: weights
+/// `exp(-R_disc)`, one uniform offset drawn from `stream(seed, 0)`, draw `k`
+/// the sample whose cumulative weight first exceeds `(k + u) / m`. The
+/// draws approximate the target (as well as the weights allow: see the ESS
+/// and `k-hat`); they carry no costs. Errors without costs or with no
+/// sample of positive weight.
+pub fn resample(samples: &Samples, m: usize, seed: u64) -> Result<Samples, EvalError> {
+    let costs = samples.costs.as_ref().ok_or_else(|| {
+        EvalError::Invalid("resampling needs importance weights: sample with a target".into())
+    })?;
+    let d = samples.d;
+    let max = costs
+        .iter()
+        .map(|c| -c.r_disc)
+        .fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return Err(EvalError::Invalid(
+            "no sample has a positive importance weight".into(),
+        ));
+    }
+    let w: Vec<f64> = costs.iter().map(|c| (-c.r_disc - max).exp()).collect();
+    let total: f64 = w.iter().sum();
+    let u = diffctl_runtime::normal::uniform_f64(&mut diffctl_runtime::normal::stream(seed, 0));
+    let mut xs = Vec::with_capacity(m * d);
+    let (mut i, mut cum) = (0usize, w[0] / total);
+    for k in 0..m {
+        let target = (k as f64 + u) / m as f64;
+        while cum < target && i + 1 < w.len() {
+            i += 1;
+            cum += w[i] / total;
+        }
+        xs.extend_from_slice(&samples.xs[i * d..(i + 1) * d]);
+    }
+    Ok(Samples {
+        d,
+        first: 0,
+        xs,
+        costs: None,
     })
 }
 
-/// The three estimates of MATH.md §4 from path costs.
+/// The estimates of MATH.md §4 from path costs, with their diagnostics.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Estimates {
     pub log_z_lb: f64,
     pub log_z_is: f64,
+    /// Standard error of `log Z_is` (delta method: the standard error of the
+    /// mean weight over the mean weight).
+    #[serde(default)]
+    pub log_z_is_se: f64,
     /// Normalised effective sample size in `(0, 1]`.
     pub ess: f64,
+    /// Pareto `k-hat` of the weights' upper tail ([`crate::psis`]): below
+    /// 0.7 the importance-sampling estimates are trustworthy.
+    #[serde(default)]
+    pub pareto_k: f64,
 }
 
-/// `log Z_lb`, `log Z_is` (log-sum-exp) and ESS from costs `r`. Non-finite
+/// The estimates from costs `r`: `log Z_lb = mean(-r)`, `log Z_is = log
+/// mean exp(-r)` (log-sum-exp), its standard error, the ESS and `k-hat`. A
+/// cost of `+inf` is a weight of zero (`log Z_lb` is then `-inf`); NaN
 /// costs give NaN estimates (reported, never hidden).
 pub fn estimates(r: &[f64]) -> Estimates {
     let n = r.len() as f64;
@@ -259,10 +361,15 @@ pub fn estimates(r: &[f64]) -> Estimates {
         s1 += w;
         s2 += w * w;
     }
+    let mean = s1 / n;
+    let var = (s2 / n - mean * mean).max(0.0) * n / (n - 1.0).max(1.0);
+    let log_w: Vec<f64> = r.iter().map(|v| -v).collect();
     Estimates {
         log_z_lb,
-        log_z_is: max + (s1 / n).ln(),
+        log_z_is: max + mean.ln(),
+        log_z_is_se: (var / n).sqrt() / mean,
         ess: s1 * s1 / (n * s2),
+        pareto_k: psis::pareto_k(&log_w),
     }
 }
 
@@ -287,6 +394,17 @@ pub struct ModeShare {
     pub expected: f64,
 }
 
+/// Mean and standard deviation of one coordinate: of the raw samples, and
+/// importance-weighted (self-normalised, weights `exp(-R)`), which
+/// estimates the target's.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoordStats {
+    pub mean: f64,
+    pub std: f64,
+    pub weighted_mean: Option<f64>,
+    pub weighted_std: Option<f64>,
+}
+
 /// Everything `diffctl eval` reports.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalReport {
@@ -299,13 +417,16 @@ pub struct EvalReport {
     pub sq_norm: Versus,
     /// `E|x|_1` of the model's samples against the target's.
     pub abs_norm: Versus,
-    /// Mode occupancy (mixtures and double wells).
+    /// Mode occupancy (targets whose ground truth tracks modes).
     pub modes: Option<Vec<ModeShare>>,
     /// Sliced Wasserstein-2 distance ([`crate::distance`]) between the first
     /// `min(n, SW2_SAMPLES)` model samples and as many exact samples of the
-    /// target (seed [`SW2_TRUTH_SEED`]); `None` without a built-in target.
+    /// target (seed [`SW2_TRUTH_SEED`]); `None` without an exact sampler.
     #[serde(default)]
     pub sliced_w2: Option<f64>,
+    /// Per coordinate: raw and importance-weighted mean and std.
+    #[serde(default)]
+    pub coords: Vec<CoordStats>,
 }
 
 /// Most samples per side entering [`EvalReport::sliced_w2`].
@@ -315,6 +436,8 @@ pub const SW2_SAMPLES: usize = 20_000;
 pub const SW2_TRUTH_SEED: u64 = 0x7377_325f_7472_7574;
 /// Seed of the projection directions behind [`EvalReport::sliced_w2`].
 pub const SW2_DIRECTION_SEED: u64 = 0x7377_325f_6469_7273;
+/// Most coordinates [`EvalReport`]'s text lists one by one.
+const MAX_LISTED_COORDS: usize = 40;
 
 impl EvalReport {
     pub fn log_z_is_error(&self) -> Option<f64> {
@@ -347,8 +470,9 @@ impl fmt::Display for EvalReport {
         }
         writeln!(
             f,
-            "log Z_is         {:.4}{}",
+            "log Z_is         {:.4} +- {:.4} (1 SE){}",
             e.log_z_is,
+            e.log_z_is_se,
             err(self.log_z_is_error())
         )?;
         writeln!(
@@ -358,6 +482,12 @@ impl fmt::Display for EvalReport {
             err(self.log_z_lb_error())
         )?;
         writeln!(f, "ESS              {:.4}", e.ess)?;
+        let verdict = if e.pareto_k < 0.7 {
+            "< 0.7: reliable"
+        } else {
+            ">= 0.7: the weights' tail is too heavy, estimates unreliable"
+        };
+        writeln!(f, "Pareto k-hat     {:.3} ({verdict})", e.pareto_k)?;
         for (name, v) in [("E|x|^2", &self.sq_norm), ("E|x|_1", &self.abs_norm)] {
             match v.truth {
                 Some(t) => writeln!(
@@ -390,125 +520,65 @@ impl fmt::Display for EvalReport {
                 }
             }
         }
+        if !self.coords.is_empty() && self.coords.len() <= MAX_LISTED_COORDS {
+            writeln!(
+                f,
+                "coordinate       mean (raw)  std (raw)   mean (weighted)  std (weighted)"
+            )?;
+            for (j, c) in self.coords.iter().enumerate() {
+                let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+                writeln!(
+                    f,
+                    "  x{j:<13} {:<11.4} {:<11.4} {:<16} {}",
+                    c.mean,
+                    c.std,
+                    opt(c.weighted_mean),
+                    opt(c.weighted_std)
+                )?;
+            }
+        }
         Ok(())
     }
 }
 
-/// `E|x|^2` and `E|x|_1` of a built-in target, in closed form or by quadrature.
-pub fn true_moments(spec: &TargetSpec) -> (f64, f64) {
-    use std::f64::consts::PI;
-    let half_normal = (2.0 / PI).sqrt(); // E|N(0, 1)|
-    match *spec {
-        TargetSpec::Gmm => {
-            let t = spec.build();
-            let Builtin::Mixture(m) = t else {
-                unreachable!()
-            };
-            let d = 2;
-            let (mut sq, mut abs) = (0.0, 0.0);
-            let w_total: f64 = m.weights.iter().map(|&w| w as f64).sum();
-            for i in 0..m.components() {
-                let w = m.weights[i] as f64 / w_total;
-                for j in 0..d {
-                    let (mu, s) = (m.means[i * d + j] as f64, m.stds[i * d + j] as f64);
-                    sq += w * (mu * mu + s * s);
-                    abs += w * folded_normal_mean(mu, s);
+/// Raw and self-normalised importance-weighted mean and std of every
+/// coordinate (weights `exp(-r)`, `r` the costs, when given and finite).
+fn coord_stats(samples: &Samples, r: &[f64]) -> Vec<CoordStats> {
+    let (d, n) = (samples.d, samples.xs.len() / samples.d);
+    let max = r.iter().map(|v| -v).fold(f64::NEG_INFINITY, f64::max);
+    let weights: Option<Vec<f64>> =
+        (!r.is_empty() && max.is_finite()).then(|| r.iter().map(|v| (-v - max).exp()).collect());
+    let total: f64 = weights.as_ref().map_or(0.0, |w| w.iter().sum());
+    (0..d)
+        .map(|j| {
+            let col = || samples.xs.chunks_exact(d).map(move |x| x[j] as f64);
+            let mean = col().sum::<f64>() / n as f64;
+            let var = col().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
+            let (wm, ws) = match &weights {
+                Some(w) => {
+                    let m = col().zip(w).map(|(v, w)| w * v).sum::<f64>() / total;
+                    let v = col()
+                        .zip(w)
+                        .map(|(v, w)| w * (v - m) * (v - m))
+                        .sum::<f64>()
+                        / total;
+                    (Some(m), Some(v.sqrt()))
                 }
+                None => (None, None),
+            };
+            CoordStats {
+                mean,
+                std: var.sqrt(),
+                weighted_mean: wm,
+                weighted_std: ws,
             }
-            (sq, abs)
-        }
-        TargetSpec::Funnel { d, sigma } => {
-            // x1 ~ N(0, s^2); x_i | x1 ~ N(0, e^{x1}): E e^{x1} = e^{s^2/2}, E e^{x1/2} = e^{s^2/8}.
-            let (s2, rest) = ((sigma as f64).powi(2), (d - 1) as f64);
-            let sq = s2 + rest * (s2 / 2.0).exp();
-            let abs = (s2.sqrt() + rest * (s2 / 8.0).exp()) * half_normal;
-            (sq, abs)
-        }
-        TargetSpec::MultiWell { d, w, delta } => {
-            let (m2, m1) = well_moments(delta as f64);
-            let gauss = (d - w) as f64;
-            (w as f64 * m2 + gauss, w as f64 * m1 + gauss * half_normal)
-        }
-    }
+        })
+        .collect()
 }
 
-/// `E|X|` for `X ~ N(mu, s^2)`.
-fn folded_normal_mean(mu: f64, s: f64) -> f64 {
-    let z = mu / s;
-    s * (2.0 / std::f64::consts::PI).sqrt() * (-0.5 * z * z).exp()
-        + mu * libm::erf(z / std::f64::consts::SQRT_2)
-}
-
-/// `E x^2` and `E|x|` under `exp(-(x^2 - delta)^2) / z1(delta)` (trapezoidal rule).
-fn well_moments(delta: f64) -> (f64, f64) {
-    let half = (delta.max(0.0) + 6.0).sqrt();
-    let n = 40_000;
-    let h = 2.0 * half / n as f64;
-    let (mut z, mut m2, mut m1) = (0.0, 0.0, 0.0);
-    for i in 0..=n {
-        let x = -half + i as f64 * h;
-        let e = x * x - delta;
-        let w = (-e * e).exp() * if i == 0 || i == n { 0.5 } else { 1.0 };
-        z += w;
-        m2 += w * x * x;
-        m1 += w * x.abs();
-    }
-    (m2 / z, m1 / z)
-}
-
-/// Mode of sample `x`: the nearest component of a mixture, or the sign
-/// pattern of the well coordinates of a double-well target.
-fn mode_of(target: &Builtin, spec: &TargetSpec, x: &[f32]) -> Option<usize> {
-    match (target, spec) {
-        (Builtin::Mixture(m), _) => Some(GaussianMixture::nearest_component(m, x)),
-        (Builtin::MultiWell(t), _) => Some(
-            x[..t.w]
-                .iter()
-                .enumerate()
-                .fold(0, |acc, (i, &v)| acc | (usize::from(v > 0.0) << i)),
-        ),
-        _ => None,
-    }
-}
-
-/// Mode labels and true weights of a built-in target, when it has modes.
-fn modes_of(target: &Builtin) -> Option<Vec<(String, f64)>> {
-    match target {
-        Builtin::Mixture(m) => {
-            let total: f64 = m.weights.iter().map(|&w| w as f64).sum();
-            let d = m.means.len() / m.weights.len();
-            Some(
-                (0..m.components())
-                    .map(|i| {
-                        let mean: Vec<String> = m.means[i * d..(i + 1) * d]
-                            .iter()
-                            .map(|v| format!("{v}"))
-                            .collect();
-                        (format!("({})", mean.join(",")), m.weights[i] as f64 / total)
-                    })
-                    .collect(),
-            )
-        }
-        // Each well is symmetric: all 2^w sign patterns are equally likely.
-        Builtin::MultiWell(t) if t.w <= 16 => {
-            let count = 1usize << t.w;
-            Some(
-                (0..count)
-                    .map(|k| {
-                        let label: String = (0..t.w)
-                            .map(|i| if k >> i & 1 == 1 { '+' } else { '-' })
-                            .collect();
-                        (label, 1.0 / count as f64)
-                    })
-                    .collect(),
-            )
-        }
-        _ => None,
-    }
-}
-
-/// The evaluation report of samples drawn from a model of `target`.
-pub fn report(samples: &Samples, target: Option<TargetSpec>, cost: CostForm) -> EvalReport {
+/// The evaluation report of samples drawn from a model of `target` (its
+/// `log Z` and ground truth, where known, give the errors).
+pub fn report(samples: &Samples, target: Option<&dyn TrainTarget>, cost: CostForm) -> EvalReport {
     let (d, n) = (samples.d, samples.xs.len() / samples.d);
     let r: Vec<f64> = samples
         .costs
@@ -519,7 +589,9 @@ pub fn report(samples: &Samples, target: Option<TargetSpec>, cost: CostForm) -> 
         Estimates {
             log_z_lb: f64::NAN,
             log_z_is: f64::NAN,
+            log_z_is_se: f64::NAN,
             ess: f64::NAN,
+            pareto_k: f64::NAN,
         }
     } else {
         estimates(&r)
@@ -529,85 +601,97 @@ pub fn report(samples: &Samples, target: Option<TargetSpec>, cost: CostForm) -> 
         sq += x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
         abs += x.iter().map(|&v| (v as f64).abs()).sum::<f64>();
     }
-    let truth = target.map(|t| true_moments(&t));
-    let built = target.map(|t| t.build());
-    let modes = match (&built, &target) {
-        (Some(b), Some(spec)) => modes_of(b).map(|labels| {
-            let mut counts = vec![0usize; labels.len()];
-            for x in samples.xs.chunks_exact(d) {
-                if let Some(k) = mode_of(b, spec, x) {
-                    counts[k] += 1;
-                }
-            }
-            labels
-                .into_iter()
-                .zip(counts)
-                .map(|((label, expected), c)| ModeShare {
+    let truth = target.and_then(|t| t.ground_truth());
+    let moments = truth.as_ref().and_then(|t| t.moments());
+    let modes = truth.as_ref().filter(|t| t.mode_count() > 0).map(|t| {
+        let mut counts = vec![0usize; t.mode_count()];
+        for x in samples.xs.chunks_exact(d) {
+            counts[t.mode_of(x)] += 1;
+        }
+        counts
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut label = String::new();
+                t.write_mode_label(i, &mut label)
+                    .expect("a String takes any label");
+                ModeShare {
                     label,
                     observed: c as f64 / n as f64,
-                    expected,
-                })
-                .collect()
-        }),
-        _ => None,
-    };
+                    expected: t.mode_weight(i),
+                }
+            })
+            .collect()
+    });
     EvalReport {
         n,
         d,
         cost,
         estimates,
-        log_z_true: built.and_then(|b| b.log_z()),
+        log_z_true: target.and_then(|t| t.point().log_z()),
         sq_norm: Versus {
             estimate: sq / n as f64,
-            truth: truth.map(|t| t.0),
+            truth: moments.map(|t| t.0),
         },
         abs_norm: Versus {
             estimate: abs / n as f64,
-            truth: truth.map(|t| t.1),
+            truth: moments.map(|t| t.1),
         },
         modes,
-        sliced_w2: target.map(|t| sliced_w2_vs_target(samples, &t)),
+        sliced_w2: truth
+            .as_deref()
+            .and_then(|t| sliced_w2_vs_target(samples, t)),
+        coords: coord_stats(samples, &r),
     }
 }
 
 /// SW2 between the first `min(n, SW2_SAMPLES)` samples and as many exact
-/// samples of `target` ([`Toy::Target`] under [`SW2_TRUTH_SEED`]), over
-/// [`distance::DEFAULT_PROJECTIONS`] directions. NaN if the target cannot be
-/// sampled or its dimension differs (never silently dropped).
-pub fn sliced_w2_vs_target(samples: &Samples, target: &TargetSpec) -> f64 {
+/// samples of `target` (under [`SW2_TRUTH_SEED`]), over
+/// [`distance::DEFAULT_PROJECTIONS`] directions; `None` if the target has no
+/// exact sampler, NaN if the dimension differs (never silently dropped).
+pub fn sliced_w2_vs_target(samples: &Samples, target: &dyn GroundTruth) -> Option<f64> {
     let d = samples.d;
     let m = (samples.xs.len() / d).min(SW2_SAMPLES);
     if m == 0 || target.dim() != d {
-        return f64::NAN;
+        return Some(f64::NAN);
     }
-    match Toy::Target(*target).generate(m, SW2_TRUTH_SEED) {
-        Ok(truth) => distance::sliced_w2(
-            &samples.xs[..m * d],
-            &truth.xs,
-            d,
-            distance::DEFAULT_PROJECTIONS,
-            SW2_DIRECTION_SEED,
-        ),
-        Err(_) => f64::NAN,
-    }
+    let truth = exact_samples(target, m, SW2_TRUTH_SEED).ok()?;
+    Some(distance::sliced_w2(
+        &samples.xs[..m * d],
+        &truth.xs,
+        d,
+        distance::DEFAULT_PROJECTIONS,
+        SW2_DIRECTION_SEED,
+    ))
 }
 
-/// Samples a weights file and reports on it (`diffctl eval`).
+/// Samples a weights file and reports on it (`diffctl eval`). Without
+/// `target`, the file's own (a preset or a stored mixture) is used.
 pub fn evaluate(
     bytes: &[u8],
-    target: Option<TargetSpec>,
+    target: Option<&dyn TrainTarget>,
     opts: &SampleOptions,
     cost: CostForm,
 ) -> Result<EvalReport, EvalError> {
     let model = Model::parse(bytes)?;
-    let target = resolve_target(&model.header, target)?;
-    if target.is_none() {
-        return Err(EvalError::Invalid(
-            "no target: the weights file has none built in; give one".into(),
-        ));
-    }
-    let samples = sample_file(bytes, target, opts)?;
-    Ok(report(&samples, target, cost))
+    let own = file_target(&model);
+    let target: &dyn TrainTarget = match (target, &own) {
+        (Some(t), _) => t,
+        (None, Some(k)) => k,
+        (None, None) => {
+            return Err(EvalError::Invalid(match model.header.target {
+                Some(spec) => format!(
+                    "the model's target, {spec}, is defined by a data set: give its config \
+                     (--target-config)"
+                ),
+                None => "no target: the weights file names none; give one (--target or \
+                         --target-config)"
+                    .into(),
+            }))
+        }
+    };
+    let samples = sample_file(bytes, Some(target), opts)?;
+    Ok(report(&samples, Some(target), cost))
 }
 
 #[cfg(test)]
@@ -625,7 +709,8 @@ mod tests {
             ("mw50", 54.176709, 42.500780),
         ];
         for (name, sq, abs) in table {
-            let (s, a) = true_moments(&TargetSpec::preset(name).unwrap());
+            let target = TargetSpec::preset(name).unwrap().build_builtin();
+            let (s, a) = target.moments().unwrap();
             assert!((s - sq).abs() < 1e-4 * sq, "{name}: E|x|^2 {s} vs {sq}");
             assert!((a - abs).abs() < 1e-4 * abs, "{name}: E|x|_1 {a} vs {abs}");
         }
@@ -646,19 +731,49 @@ mod tests {
         assert!((e.log_z_is + 1000.0).abs() < 1e-9);
     }
 
+    /// Systematic resampling keeps each sample about `m w_i / sum w`
+    /// times (never more than one off), and needs weights.
+    #[test]
+    fn resampling_follows_the_weights() {
+        let costs: Vec<PathCost> = [0.0, -(3f64.ln()), f64::INFINITY, 0.0]
+            .iter()
+            .map(|&r| PathCost { r, r_disc: r })
+            .collect();
+        let samples = Samples {
+            d: 1,
+            first: 0,
+            xs: vec![0.0, 1.0, 2.0, 3.0],
+            costs: Some(costs),
+        };
+        let out = resample(&samples, 600, 4).unwrap();
+        let count = |v: f32| out.xs.iter().filter(|&&x| x == v).count() as i64;
+        // Weights 1, 3, 0, 1 of 5.
+        for (v, want) in [(0.0, 120), (1.0, 360), (2.0, 0), (3.0, 120)] {
+            assert!((count(v) - want).abs() <= 1, "{v}: {}", count(v));
+        }
+        let bare = Samples {
+            costs: None,
+            ..samples
+        };
+        assert!(resample(&bare, 5, 0).is_err());
+    }
+
     /// Exact samples of the target are close to the target's reference
     /// samples (an independent draw): the floor a perfect model would show.
     #[test]
     fn sliced_w2_of_exact_samples_is_small() {
-        let spec = TargetSpec::preset("gmm").unwrap();
-        let data = Toy::Target(spec).generate(30_000, 3).unwrap();
+        let gmm = Known::preset("gmm").unwrap();
+        let data = crate::data::Toy::by_name("gmm")
+            .unwrap()
+            .generate(30_000, 3)
+            .unwrap();
         let samples = Samples {
             d: data.d,
             first: 0,
             xs: data.xs,
             costs: None,
         };
-        let r = report(&samples, Some(spec), CostForm::Discrete);
+        let r = report(&samples, Some(&gmm), CostForm::Discrete);
         let w = r.sliced_w2.unwrap();
         assert!(w > 0.0 && w < 0.15, "{w}");
         assert!(r.to_string().contains("sliced W2        "), "{r}");

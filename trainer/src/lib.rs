@@ -11,4 +11,6 @@ pub mod losses;
 pub mod network;
 pub mod optim;
 pub mod parallel;
+pub mod psis;
+pub mod target;
 pub mod train;

@@ -34,16 +34,15 @@
 
 use std::ops::Range;
 
-use diffctl_runtime::integrate::{advance, PathCost, Scheme, Step};
+use diffctl_runtime::integrate::{PathCost, PathSimulator, PathState, Step};
 use diffctl_runtime::network::network_time;
-use diffctl_runtime::normal::{fill_normals, stream, PathRng};
 use diffctl_runtime::prelude::*;
-use diffctl_runtime::target::Builtin;
 use serde::{Deserialize, Serialize};
 
 use crate::autodiff::{Graph, Mode, Params, Var};
 use crate::eval::CostForm;
 use crate::network::{Network, ScoreTerm};
+use crate::target::TrainTarget;
 
 /// Training objective.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,11 +56,11 @@ pub enum Loss {
 }
 
 /// Everything a rollout needs besides the parameters.
-#[derive(Clone, Debug)]
-pub struct Rollout {
+#[derive(Clone)]
+pub struct Rollout<'t> {
     pub net: Network,
     pub header: Header,
-    pub target: Builtin,
+    pub target: &'t dyn TrainTarget,
     pub loss: Loss,
     pub cost: CostForm,
     /// Scale of the log-variance loss's path noise (1: on-policy). The paths
@@ -73,67 +72,76 @@ pub struct Rollout {
 /// Per-sample outputs of a rollout over one shard.
 pub struct ShardOutput {
     /// `[n, 1]` on the tape: the path cost (log-variance) or its
-    /// differentiable part (KL).
+    /// differentiable part (KL). Paths whose `log rho(X_K)` is `-inf` or NaN
+    /// hold 0 here and are flagged in `valid`.
     pub r: Var,
     /// Exact path costs (f64, runtime arithmetic) of the shard's paths.
     pub costs: Vec<PathCost>,
+    /// Whether each path's `log rho(X_K)` was finite.
+    pub valid: Vec<bool>,
+    /// Paths whose `log rho(X_K)` was NaN (a target error).
+    pub nan: usize,
 }
 
-impl Rollout {
+/// The shard's paths between steps: states, random streams and costs.
+struct Paths {
+    x: Vec<f32>,
+    states: Vec<PathState>,
+}
+
+impl Rollout<'_> {
     fn d(&self) -> usize {
         self.header.shape.d as usize
     }
 
-    fn scheme(&self) -> Scheme {
-        Scheme::new(&self.header.sde, self.header.integrator).expect("validated configuration")
+    /// The runtime's path simulator for the header's SDE, grid and integrator.
+    fn simulator(&self) -> PathSimulator<'static> {
+        PathSimulator::new(
+            self.header.sde,
+            self.header.grid,
+            self.header.steps as usize,
+            self.header.integrator,
+            self.header.prior(),
+        )
+        .expect("validated configuration")
     }
 
-    /// Standard normals of the paths `range` at one draw (`X_0` or a step).
-    fn normals(rngs: &mut [PathRng], d: usize) -> Vec<f32> {
-        let mut xi = vec![0.0f32; rngs.len() * d];
-        for (row, rng) in xi.chunks_exact_mut(d).zip(rngs.iter_mut()) {
-            fill_normals(rng, row);
-        }
-        xi
-    }
-
-    /// The target score at every row of `x`, as a constant `[n, d]`.
+    /// The target score at every row of `x`, clamped to the header's clip,
+    /// as a constant `[n, d]`.
     fn target_score<M: Mode>(&self, g: &mut Graph<M>, x: &[f32]) -> Var {
         let d = self.d();
         let mut s = vec![0.0f32; x.len()];
         let clip = self.header.score_clip;
-        for (xr, sr) in x.chunks_exact(d).zip(s.chunks_exact_mut(d)) {
-            self.target.score(xr, sr);
-            sr.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
-        }
+        self.target.score_batch(x, &mut s);
+        s.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
         g.constant_from(x.len() / d, d, &s)
     }
 
-    /// `w(x, t)`: the network's control (plus the DDS offset) and, for the
-    /// exponential integrator, `+ sigma_bar x`.
+    /// `w(x, t)`: the network's control (plus the DDS offset) and the
+    /// simulator's `w` offset (the exponential integrator's `+ sigma_bar x`).
     fn control<M: Mode>(
         &self,
         g: &mut Graph<M>,
         bound: &crate::network::BoundNetwork,
-        te: &crate::network::TimeEmbedding,
         x: Var,
         x_val: &[f32],
-        (t, step): (f32, &Step),
+        step: &Step,
     ) -> Var {
         let sde = self.header.sde;
+        let t = step.t0;
+        let te = self
+            .net
+            .time_embedding(g, bound, network_time(t, &self.header.sde));
         let score = self.header.shape.score_term.then(|| ScoreTerm {
             sigma_bar: sde.sigma_bar(t as f64) as f32,
             lambda: t / sde.t_end(),
             nu: prior_nu(&self.header),
             target_score: self.target_score(g, x_val),
         });
-        let mut w = self.net.control(g, bound, te, x, score.as_ref());
-        let mut offset = 0.0f32;
+        let mut w = self.net.control(g, bound, &te, x, score.as_ref());
+        let mut offset = self.simulator().w_offset(step);
         if self.header.sampler == SamplerKind::Dds {
             offset -= sde.sigma_bar(t as f64) as f32;
-        }
-        if self.scheme().uses_v() {
-            offset += step.sigma_bar;
         }
         if offset != 0.0 {
             let sx = g.scale(x, offset);
@@ -162,45 +170,64 @@ impl Rollout {
         }
     }
 
-    fn start(&self, seed: u64, range: &Range<usize>) -> (Vec<PathRng>, Vec<f32>, Vec<PathCost>) {
+    /// The simulator's start of every path of `range` (indices in the batch).
+    fn start(&self, sim: &PathSimulator, seed: u64, range: &Range<usize>) -> Paths {
         let (d, n) = (self.d(), range.len());
-        let scheme = self.scheme();
-        let prior = self.header.prior();
-        let mut rngs: Vec<PathRng> = range.clone().map(|i| stream(seed, i as u64)).collect();
-        let mut costs = vec![PathCost::default(); n];
-        let x = if scheme.starts_from_prior() {
-            let mut x = Self::normals(&mut rngs, d);
-            for (row, c) in x.chunks_exact_mut(d).zip(costs.iter_mut()) {
-                prior.transform_normals(row);
-                c.r_disc = prior.log_density_f64(row);
-                c.r = scheme.boundary_cost(&self.header.sde, &prior, Some(row), None);
-            }
-            x
-        } else {
-            vec![0.0; n * d]
-        };
-        (rngs, x, costs)
-    }
-
-    /// Adds `-log rho(X_K)` and the terminal boundary terms to the exact costs.
-    fn finish(&self, x: &[f32], costs: &mut [PathCost]) {
-        let scheme = self.scheme();
-        let prior = self.header.prior();
-        for (row, c) in x.chunks_exact(self.d()).zip(costs.iter_mut()) {
-            let log_rho = self.target.log_density(row) as f64;
-            c.r_disc -= log_rho;
-            c.r += scheme.boundary_cost(&self.header.sde, &prior, None, Some(row)) - log_rho;
+        let mut x = vec![0.0f32; n * d];
+        let mut states = vec![PathState::default(); n];
+        for ((i, row), state) in range.clone().zip(x.chunks_exact_mut(d)).zip(&mut states) {
+            sim.start(seed, i as u64, row, state, true);
         }
+        Paths { x, states }
     }
 
-    fn grid(&self) -> impl Iterator<Item = (f32, f32)> + '_ {
-        let (steps, t_end) = (self.header.steps as usize, self.header.sde.t_end());
-        (0..steps).map(move |k| {
-            (
-                self.header.grid.time(k, steps, t_end) as f32,
-                self.header.grid.time(k + 1, steps, t_end) as f32,
-            )
-        })
+    /// One step of every path with the controls `w` (`n x d`); returns the
+    /// noises drawn (scaled by `kappa`).
+    fn advance(
+        &self,
+        sim: &PathSimulator,
+        step: &Step,
+        p: &mut Paths,
+        w: &[f32],
+        kappa: f32,
+    ) -> Vec<f32> {
+        let d = self.d();
+        let mut xi = vec![0.0f32; p.x.len()];
+        for (((x, w), xi), state) in
+            p.x.chunks_exact_mut(d)
+                .zip(w.chunks_exact(d))
+                .zip(xi.chunks_exact_mut(d))
+                .zip(&mut p.states)
+        {
+            sim.advance(step, x, w, xi, state, true, kappa);
+        }
+        xi
+    }
+
+    /// `log rho(X_K)` of every path (batched), the simulator's `finish`
+    /// into the exact costs, and which paths are valid (finite `log rho`).
+    fn finish(
+        &self,
+        sim: &PathSimulator,
+        x: &[f32],
+        states: &[PathState],
+    ) -> (Vec<f32>, Vec<PathCost>, Vec<bool>, usize) {
+        let d = self.d();
+        let mut log_rho = vec![0.0f32; states.len()];
+        self.target.log_density_batch(x, &mut log_rho);
+        let mut costs: Vec<PathCost> = states.iter().map(|s| s.cost).collect();
+        for ((row, c), &lr) in x.chunks_exact(d).zip(costs.iter_mut()).zip(&log_rho) {
+            sim.finish(row, lr as f64, c);
+        }
+        let valid: Vec<bool> = log_rho.iter().map(|v| v.is_finite()).collect();
+        // NaN at a finite state is the target's fault; at a non-finite state
+        // the model diverged (reported by the loop as such).
+        let nan = x
+            .chunks_exact(d)
+            .zip(&log_rho)
+            .filter(|(row, lr)| lr.is_nan() && row.iter().all(|v| v.is_finite()))
+            .count();
+        (log_rho, costs, valid, nan)
     }
 
     fn run_log_variance<M: Mode>(
@@ -211,22 +238,16 @@ impl Rollout {
         range: Range<usize>,
     ) -> ShardOutput {
         let (d, n) = (self.d(), range.len());
-        let scheme = self.scheme();
-        let (mut rngs, mut x, mut costs) = self.start(seed, &range);
+        let sim = self.simulator();
+        let mut paths = self.start(&sim, seed, &range);
         let bound = self.net.bind(g, params);
         let mut linear: Option<Var> = None;
-        for (t0, t1) in self.grid() {
-            let step = Step::new(&self.header.sde, scheme, t0, t1);
-            let te = self
-                .net
-                .time_embedding(g, &bound, network_time(t0, &self.header.sde));
-            let xv = g.constant_from(n, d, &x);
-            let w = self.control(g, &bound, &te, xv, &x, (t0, &step));
+        for k in 0..sim.steps {
+            let step = sim.step(k);
+            let xv = g.constant_from(n, d, &paths.x);
+            let w = self.control(g, &bound, xv, &paths.x, &step);
             let w_bar = g.value(w).data.clone();
-            let mut xi = Self::normals(&mut rngs, d);
-            if self.explore != 1.0 {
-                xi.iter_mut().for_each(|v| *v *= self.explore);
-            }
+            let xi = self.advance(&sim, &step, &mut paths, &w_bar, self.explore);
             // dR/dw at w = w_bar (module docs).
             let c = match self.cost {
                 CostForm::Continuous => step.h.sqrt() as f32,
@@ -240,20 +261,52 @@ impl Rollout {
                 Some(acc) => g.add(acc, term),
                 None => term,
             });
-            advance_paths(&step, d, &mut x, &w_bar, &xi, &mut costs);
         }
-        self.finish(&x, &mut costs);
+        let (_, costs, valid, nan) = self.finish(&sim, &paths.x, &paths.states);
         let linear = linear.expect("at least one step");
-        // Constant offset so that the tape's value is the exact cost.
+        // Constant offset so that the tape's value is the exact cost. A path
+        // of weight zero (log rho = -inf) or NaN takes the mean cost of the
+        // shard's valid paths, as a constant: it adds nothing to the batch
+        // variance's gradient.
         let lin_val = g.value(linear).data.clone();
+        let mask: Vec<f32> = valid.iter().map(|&v| f32::from(u8::from(v))).collect();
+        let valid_costs: Vec<f64> = costs
+            .iter()
+            .zip(&valid)
+            .filter(|(_, &ok)| ok)
+            .map(|(c, _)| self.cost.of(c))
+            .collect();
+        let fill = if valid_costs.is_empty() {
+            0.0
+        } else {
+            valid_costs.iter().sum::<f64>() / valid_costs.len() as f64
+        };
         let offset: Vec<f32> = costs
             .iter()
             .zip(&lin_val)
-            .map(|(c, &l)| (self.cost.of(c) - l as f64) as f32)
+            .zip(&valid)
+            .map(|((c, &l), &ok)| {
+                if ok {
+                    (self.cost.of(c) - l as f64) as f32
+                } else {
+                    fill as f32
+                }
+            })
             .collect();
+        let linear = if valid.iter().all(|&v| v) {
+            linear
+        } else {
+            let m = g.constant_from(n, 1, &mask);
+            g.mul(linear, m)
+        };
         let offset = g.constant_from(n, 1, &offset);
         let r = g.add(linear, offset);
-        ShardOutput { r, costs }
+        ShardOutput {
+            r,
+            costs,
+            valid,
+            nan,
+        }
     }
 
     fn run_kl<M: Mode>(
@@ -264,21 +317,16 @@ impl Rollout {
         range: Range<usize>,
     ) -> ShardOutput {
         let (d, n) = (self.d(), range.len());
-        let scheme = self.scheme();
-        let sde = self.header.sde;
-        let (mut rngs, x0, mut costs) = self.start(seed, &range);
+        let sim = self.simulator();
+        let mut paths = self.start(&sim, seed, &range);
         let bound = self.net.bind(g, params);
-        let mut x_val = x0.clone();
-        let mut x = g.constant_from(n, d, &x0);
+        let mut x = g.constant_from(n, d, &paths.x);
         let mut terms: Vec<Var> = Vec::new();
-        for (t0, t1) in self.grid() {
-            let step = Step::new(&sde, scheme, t0, t1);
-            let te = self
-                .net
-                .time_embedding(g, &bound, network_time(t0, &self.header.sde));
-            let w = self.control(g, &bound, &te, x, &x_val, (t0, &step));
+        for k in 0..sim.steps {
+            let step = sim.step(k);
+            let w = self.control(g, &bound, x, &paths.x.clone(), &step);
             let w_val = g.value(w).data.clone();
-            let xi = Self::normals(&mut rngs, d);
+            let xi = self.advance(&sim, &step, &mut paths, &w_val, 1.0);
             // Reparametrised step on the tape.
             let a = g.scale(x, step.decay);
             let b = g.scale(w, step.gain);
@@ -303,65 +351,57 @@ impl Rollout {
                 }
                 CostForm::Discrete => {}
             }
-            advance_paths(&step, d, &mut x_val, &w_val, &xi, &mut costs);
             x = x_next;
         }
-        // The tape's x and the runtime arithmetic's x agree to rounding; the
-        // exact costs use the latter, the gradient the former.
+        // The tape's x and the simulator's agree to rounding; the exact
+        // costs use the latter, the gradient the former.
+        let (_, costs, valid, nan) = self.finish(&sim, &paths.x, &paths.states);
         let x_tape = g.value(x).data.clone();
-        self.finish(&x_val, &mut costs);
-        // -log rho(X_K), with the target score as Jacobian.
-        let mut log_rho = vec![0.0f32; n];
-        let mut score = vec![0.0f32; n * d];
-        for ((row, lr), sr) in x_tape
-            .chunks_exact(d)
-            .zip(log_rho.iter_mut())
-            .zip(score.chunks_exact_mut(d))
-        {
-            *lr = self.target.log_density(row);
-            self.target.score(row, sr);
+        // -log rho(X_K), plus the continuous cost's terminal Gaussian term,
+        // with their gradients in X_K as Jacobian (the terminal term is the
+        // simulator's: `PathSimulator::terminal_term`).
+        let mut value = vec![0.0f32; n];
+        let mut jac = vec![0.0f32; n * d];
+        self.target.log_density_batch(&x_tape, &mut value);
+        self.target.score_batch(&x_tape, &mut jac);
+        value.iter_mut().for_each(|v| *v = -*v);
+        jac.iter_mut().for_each(|v| *v = -*v);
+        let terminal = (self.cost == CostForm::Continuous)
+            .then(|| sim.scheme.terminal_gaussian(&sim.sde, d))
+            .flatten();
+        if let Some(gauss) = terminal {
+            let mut gj = vec![0.0f32; d];
+            for ((row, v), jr) in x_tape
+                .chunks_exact(d)
+                .zip(&mut value)
+                .zip(jac.chunks_exact_mut(d))
+            {
+                *v += diffctl_runtime::Target::log_density(&gauss, row);
+                diffctl_runtime::Target::score(&gauss, row, &mut gj);
+                jr.iter_mut().zip(&gj).for_each(|(j, s)| *j += s);
+            }
         }
-        let lr = g.rowwise_external(x, &log_rho, &score);
-        let mut r = g.neg(lr);
-        if scheme == Scheme::VpExponential && self.cost == CostForm::Continuous {
-            // + log N(X_K; 0, I) = -|X_K|^2 / 2 + const.
-            let sq = g.square(x);
-            let sq = g.sum_cols(sq);
-            let sq = g.scale(sq, -0.5);
-            r = g.add(r, sq);
+        for ((v, jr), &ok) in value.iter_mut().zip(jac.chunks_exact_mut(d)).zip(&valid) {
+            if !ok {
+                *v = 0.0;
+                jr.fill(0.0);
+            }
         }
-        if scheme == Scheme::PisEuler && self.cost == CostForm::Continuous {
-            // + log N(X_K; 0, sigma^2 T I) = -|X_K|^2 / (2 sigma^2 T) + const.
-            let var = sde.beta(0.0) * sde.t_end() as f64;
-            let sq = g.square(x);
-            let sq = g.sum_cols(sq);
-            let sq = g.scale(sq, (-0.5 / var) as f32);
-            r = g.add(r, sq);
-        }
+        let mut r = g.rowwise_external(x, &value, &jac);
         for t in terms {
             r = g.add(r, t);
         }
-        ShardOutput { r, costs }
-    }
-}
-
-/// Advances every path of a shard by one step with the runtime's arithmetic,
-/// accumulating both path costs.
-fn advance_paths(
-    step: &Step,
-    d: usize,
-    x: &mut [f32],
-    w: &[f32],
-    xi: &[f32],
-    costs: &mut [PathCost],
-) {
-    for (((xr, wr), xir), cost) in x
-        .chunks_exact_mut(d)
-        .zip(w.chunks_exact(d))
-        .zip(xi.chunks_exact(d))
-        .zip(costs.iter_mut())
-    {
-        advance(step, xr, wr, xir, Some(cost));
+        if !valid.iter().all(|&v| v) {
+            let mask: Vec<f32> = valid.iter().map(|&v| f32::from(u8::from(v))).collect();
+            let m = g.constant_from(n, 1, &mask);
+            r = g.mul(r, m);
+        }
+        ShardOutput {
+            r,
+            costs,
+            valid,
+            nan,
+        }
     }
 }
 
@@ -377,8 +417,14 @@ fn prior_nu(header: &Header) -> f32 {
 mod tests {
     use super::*;
     use crate::autodiff::{Eval, Grads, Tape};
-    use diffctl_runtime::integrate::PathState;
+    use crate::target::Known;
     use diffctl_runtime::network::{NetworkRef, NetworkShape};
+    use diffctl_runtime::normal::{fill_normals, stream};
+
+    /// The `gmm` preset, for the life of the test binary.
+    fn gmm() -> &'static Known {
+        Box::leak(Box::new(Known::preset("gmm").unwrap()))
+    }
 
     fn rollout(
         loss: Loss,
@@ -387,7 +433,7 @@ mod tests {
         sampler: SamplerKind,
         sde: Sde,
         score_term: bool,
-    ) -> (Rollout, Params) {
+    ) -> (Rollout<'static>, Params) {
         let shape = NetworkShape {
             d: 2,
             channels: 8,
@@ -420,7 +466,7 @@ mod tests {
         let r = Rollout {
             net,
             header,
-            target: TargetSpec::Gmm.build(),
+            target: gmm(),
             loss,
             cost,
             explore: 1.0,
@@ -520,28 +566,24 @@ mod tests {
     /// discrete form `log p_k(X_{k+1} | X_k; w)`).
     fn frozen_path_loss(r: &Rollout, params: &Params, probe: &Params, seed: u64, n: usize) -> f64 {
         let d = r.d();
-        let scheme = r.scheme();
-        let (mut rngs, mut x, mut costs) = r.start(seed, &(0..n));
+        let sim = r.simulator();
+        let mut paths = r.start(&sim, seed, &(0..n));
         let mut extra = vec![0.0f64; n];
         let mut g = Eval::new();
-        for (t0, t1) in r.grid() {
-            let step = Step::new(&r.header.sde, scheme, t0, t1);
+        for k in 0..sim.steps {
+            let step = sim.step(k);
             let mut eval_w = |p: &Params| {
                 g.clear();
                 let bound = r.net.bind(&mut g, p);
-                let te = r
-                    .net
-                    .time_embedding(&mut g, &bound, network_time(t0, &r.header.sde));
-                let xv = g.constant_from(n, d, &x);
-                let w = r.control(&mut g, &bound, &te, xv, &x, (t0, &step));
+                let xv = g.constant_from(n, d, &paths.x);
+                let w = r.control(&mut g, &bound, xv, &paths.x, &step);
                 g.value(w).data.clone()
             };
             let w_bar = eval_w(params);
             let w_new = eval_w(probe);
-            let mut xi = Rollout::normals(&mut rngs, d);
-            xi.iter_mut().for_each(|v| *v *= r.explore);
-            let x_old = x.clone();
-            advance_paths(&step, d, &mut x, &w_bar, &xi, &mut costs);
+            let x_old = paths.x.clone();
+            let xi = r.advance(&sim, &step, &mut paths, &w_bar, r.explore);
+            let x = &paths.x;
             for (i, slot) in extra.iter_mut().enumerate() {
                 let row = i * d..(i + 1) * d;
                 let mut delta = 0.0f64;
@@ -565,7 +607,7 @@ mod tests {
                 *slot += delta;
             }
         }
-        r.finish(&x, &mut costs);
+        let (_, costs, _, _) = r.finish(&sim, &paths.x, &paths.states);
         let rs: Vec<f64> = costs
             .iter()
             .zip(&extra)
@@ -705,7 +747,8 @@ mod tests {
 
             let flat = params.flatten();
             let net = NetworkRef::from_flat(r.header.shape, &flat).unwrap();
-            let runtime = r.header.sampler(net, Some(r.target), None, None).unwrap();
+            let point = r.target.point();
+            let runtime = r.header.sampler(net, Some(&*point), None, None).unwrap();
             let d = r.d();
             let mut xs = vec![0.0f32; n * d];
             let mut paths = vec![PathState::default(); n];

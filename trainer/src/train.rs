@@ -11,13 +11,13 @@ use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use diffctl_runtime::integrate::Scheme;
 use diffctl_runtime::normal::stream;
 use diffctl_runtime::prelude::*;
-use diffctl_runtime::weights::{crc32, encode};
+use diffctl_runtime::weights::{crc32, encode_with};
 use rand_core::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -28,13 +28,13 @@ use crate::losses::Rollout;
 use crate::network::Network;
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema, LrSchedule};
 use crate::parallel::DataParallel;
+use crate::target::TrainTarget;
 
 /// Everything that determines a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub sampler: SamplerKind,
-    pub target: TargetSpec,
     pub loss: Loss,
     /// Path cost used by the log-variance loss and by the evaluations.
     pub cost: CostForm,
@@ -92,11 +92,10 @@ pub const DEFAULT_EXPLORE: f32 = 2.0;
 pub const MAX_EXPLORE: f32 = 100.0;
 
 impl Default for TrainConfig {
-    /// The reference setup: DIS, log-variance loss, `gmm`, batch 512, K = 100.
+    /// The reference setup: DIS, log-variance loss, batch 512, K = 100.
     fn default() -> Self {
         Self {
             sampler: SamplerKind::Dis,
-            target: TargetSpec::Gmm,
             loss: Loss::LogVariance,
             cost: CostForm::Discrete,
             batch: 512,
@@ -141,12 +140,13 @@ impl TrainConfig {
         (1.0 + (self.explore() as f64 - 1.0) * left) as f32
     }
 
-    /// The weights-file header of models trained with this configuration.
-    pub fn header(&self) -> Header {
+    /// The weights-file header of models trained with this configuration
+    /// on `target`.
+    pub fn header(&self, target: &dyn TrainTarget) -> Header {
         Header {
             sampler: self.sampler,
             shape: NetworkShape {
-                d: self.target.dim() as u32,
+                d: target.dim() as u32,
                 channels: self.channels,
                 layers: self.layers,
                 score_term: self.score_term,
@@ -157,14 +157,13 @@ impl TrainConfig {
             integrator: self.integrator,
             prior_nu: self.prior_nu,
             score_clip: self.score_clip,
-            target: Some(self.target),
+            target: target.spec(),
             dtype: self.dtype,
         }
     }
 
     /// Checks every setting; the message names the bad one.
     pub fn validate(&self) -> Result<(), String> {
-        self.target.validate().map_err(|e| format!("target: {e}"))?;
         let positive = [
             ("batch", self.batch),
             ("steps", self.steps),
@@ -239,7 +238,13 @@ impl TrainConfig {
                 "DSM models are fitted to data with `diffctl fit`, not trained on a target".into(),
             );
         }
-        self.header().validate().map_err(|e| e.to_string())?;
+        // The header-level checks (network shape, SDE, steps, prior, clip),
+        // with a placeholder dimension: the target's is checked in `train`.
+        let placeholder = Header {
+            target: None,
+            ..self.header(&diffctl_runtime::target::IsotropicGaussian { d: 1, nu: 1.0 })
+        };
+        placeholder.validate().map_err(|e| e.to_string())?;
         Scheme::new(&self.sde, self.integrator).map_err(|e| e.to_string())?;
         if self.integrator == Integrator::ProbabilityFlow {
             return Err("training needs a stochastic integrator (em or exp)".into());
@@ -290,6 +295,13 @@ pub struct TrainOutcome {
 #[derive(Clone, Debug, PartialEq)]
 pub enum TrainError {
     Config(String),
+    /// The target returned NaN for `log rho` at the end of `paths` of the
+    /// iteration's `batch` paths.
+    TargetNan {
+        iteration: usize,
+        paths: usize,
+        batch: usize,
+    },
     Diverged {
         iteration: usize,
         what: String,
@@ -302,6 +314,15 @@ impl fmt::Display for TrainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TrainError::Config(e) => write!(f, "invalid configuration: {e}"),
+            TrainError::TargetNan {
+                iteration,
+                paths,
+                batch,
+            } => write!(
+                f,
+                "the target's log-density is NaN at iteration {iteration}, on {paths} of {batch} \
+                 paths (return -inf outside a support, never NaN)"
+            ),
             TrainError::Diverged {
                 iteration,
                 what,
@@ -360,6 +381,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Checkpoint {
     config: TrainConfig,
+    /// The target as the weights file records it, its dimension and the
+    /// CRC-32 of its parameter block: a resume on another target is refused.
+    target: Option<TargetSpec>,
+    dim: usize,
+    target_data_crc: u32,
     /// Iterations completed.
     iteration: usize,
     params: Vec<Vec<f32>>,
@@ -370,9 +396,11 @@ struct Checkpoint {
     seconds: f64,
 }
 
-/// Version 2: `TrainConfig` gained `explore` and `explore_decay`, and the
-/// network takes `t / T`; version-1 checkpoints cannot be resumed.
-const CHECKPOINT_MAGIC: &[u8; 8] = b"dfcckpt2";
+/// Version 3: the target moved out of `TrainConfig` into the checkpoint
+/// (any target trains). Version 2: `TrainConfig` gained `explore` and
+/// `explore_decay`, and the network takes `t / T`. Older checkpoints cannot
+/// be resumed.
+const CHECKPOINT_MAGIC: &[u8; 8] = b"dfcckpt3";
 
 impl Checkpoint {
     fn to_bytes(&self) -> Vec<u8> {
@@ -428,10 +456,13 @@ impl State {
         )
     }
 
-    fn checkpoint(&self, cfg: &TrainConfig) -> Checkpoint {
+    fn checkpoint(&self, cfg: &TrainConfig, target: &dyn TrainTarget) -> Checkpoint {
         let (m, v) = self.adam.moments();
         Checkpoint {
             config: cfg.clone(),
+            target: target.spec(),
+            dim: target.dim(),
+            target_data_crc: crc32(target.data()),
             iteration: self.iteration,
             params: self.params.values.iter().map(|t| t.data.clone()).collect(),
             ema: self.ema.shadow.iter().map(|t| t.data.clone()).collect(),
@@ -477,28 +508,37 @@ impl State {
     }
 }
 
-fn save(path: &Option<PathBuf>, state: &State, cfg: &TrainConfig) -> Result<(), TrainError> {
+fn save(
+    path: &Option<PathBuf>,
+    state: &State,
+    cfg: &TrainConfig,
+    target: &dyn TrainTarget,
+) -> Result<(), TrainError> {
     if let Some(p) = path {
-        write_atomic(p, &state.checkpoint(cfg).to_bytes())
+        write_atomic(p, &state.checkpoint(cfg, target).to_bytes())
             .map_err(|e| TrainError::Io(format!("cannot write checkpoint {}: {e}", p.display())))?;
     }
     Ok(())
 }
 
-/// Trains a control network as `cfg` says; see the module docs.
+/// Trains a control network for `target` as `cfg` says; see the module docs.
 pub fn train(
     cfg: &TrainConfig,
+    target: &dyn TrainTarget,
     run: &RunOptions,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<TrainOutcome, TrainError> {
     cfg.validate().map_err(TrainError::Config)?;
+    cfg.header(target)
+        .validate()
+        .map_err(|e| TrainError::Config(format!("target: {e}")))?;
     // Resolve the default exploration now, so that checkpoints record the
     // value used and a resume under a build with another default is refused.
     let cfg = &TrainConfig {
         explore: Some(cfg.explore()),
         ..cfg.clone()
     };
-    let header = cfg.header();
+    let header = cfg.header(target);
     let (net, mut state) = State::new(cfg, header.shape);
     if run.resume {
         let path = run
@@ -516,13 +556,21 @@ pub fn train(
                     path.display()
                 )));
             }
+            if (c.target, c.dim, c.target_data_crc)
+                != (target.spec(), target.dim(), crc32(target.data()))
+            {
+                return Err(TrainError::Config(format!(
+                    "checkpoint {} was written for a different target",
+                    path.display()
+                )));
+            }
             state.restore(c).map_err(TrainError::Io)?;
         }
     }
     let mut rollout = Rollout {
         net,
         header,
-        target: cfg.target.build(),
+        target,
         loss: cfg.loss,
         cost: cfg.cost,
         explore: 1.0,
@@ -534,6 +582,7 @@ pub fn train(
         total: cfg.iterations as u64,
     };
     let mut dp = DataParallel::new(cfg.threads);
+    let point = target.point();
     let d = header.shape.d as f32;
     let mut last_eval: Option<EvalReport> = None;
     let mut last_checkpoint: Option<PathBuf> = None;
@@ -550,25 +599,34 @@ pub fn train(
         rollout.explore = cfg.explore_at(k);
         let rollout = &rollout;
         state.params.zero_grad();
+        let nan_paths = AtomicUsize::new(0);
+        let run_shard = |range, tape: &mut _, p: &Params| {
+            let out = rollout.run(tape, p, seed, range);
+            nan_paths.fetch_add(out.nan, Ordering::Relaxed);
+            out.r
+        };
         let loss = match cfg.loss {
             Loss::LogVariance => {
-                dp.run_gather(
-                    &mut state.params,
-                    cfg.batch,
-                    |range, tape, p| rollout.run(tape, p, seed, range).r,
-                    |tape, r| {
-                        let v = tape.var_rows(r, 1);
-                        tape.scale(v, 1.0 / d)
-                    },
-                )
+                dp.run_gather(&mut state.params, cfg.batch, run_shard, |tape, r| {
+                    let v = tape.var_rows(r, 1);
+                    tape.scale(v, 1.0 / d)
+                })
                 .0
             }
             Loss::Kl => dp.run_sum(&mut state.params, cfg.batch, |range, tape, p| {
-                let r = rollout.run(tape, p, seed, range).r;
+                let r = run_shard(range, tape, p);
                 let s = tape.sum(r);
                 tape.scale(s, 1.0 / (cfg.batch as f32 * d))
             }),
         } as f64;
+        let nan = nan_paths.load(Ordering::Relaxed);
+        if nan > 0 {
+            return Err(TrainError::TargetNan {
+                iteration: k,
+                paths: nan,
+                batch: cfg.batch,
+            });
+        }
         let grad_norm = state.params.grads.global_norm();
         if !loss.is_finite() || !grad_norm.is_finite() {
             let what = if loss.is_finite() {
@@ -599,12 +657,12 @@ pub fn train(
                 threads: cfg.threads,
                 ..SampleOptions::default()
             };
-            let samples = eval::sample_params(&header, &state.ema_flat(), Some(cfg.target), &opts)
+            let samples = eval::sample_params(&header, &state.ema_flat(), Some(&*point), &opts)
                 .map_err(|e| TrainError::Io(e.to_string()))?;
-            last_eval = Some(eval::report(&samples, Some(cfg.target), cfg.cost));
+            last_eval = Some(eval::report(&samples, Some(target), cfg.cost));
         }
         if cfg.checkpoint_every > 0 && state.iteration % cfg.checkpoint_every == 0 {
-            save(&run.checkpoint, &state, cfg)?;
+            save(&run.checkpoint, &state, cfg, target)?;
             last_checkpoint = run.checkpoint.clone();
         }
         on_progress(&Progress {
@@ -617,11 +675,11 @@ pub fn train(
             elapsed: Duration::from_secs_f64(state.seconds),
         });
     }
-    save(&run.checkpoint, &state, cfg)?;
+    save(&run.checkpoint, &state, cfg, target)?;
     dp.release();
 
     // Export the EMA weights, then evaluate exactly what the file holds.
-    let weights = encode(&header, &state.ema_flat())
+    let weights = encode_with(&header, &state.ema_flat(), target.data())
         .map_err(|e| TrainError::Io(format!("cannot encode weights: {e}")))?;
     let model = Model::parse(&weights)
         .map_err(|e| TrainError::Io(format!("exported weights do not decode: {e}")))?;
@@ -635,9 +693,9 @@ pub fn train(
         threads: cfg.threads,
         ..SampleOptions::default()
     };
-    let samples = eval::sample_params(&header, &params, Some(cfg.target), &opts)
+    let samples = eval::sample_params(&header, &params, Some(&*point), &opts)
         .map_err(|e| TrainError::Io(e.to_string()))?;
-    let report = eval::report(&samples, Some(cfg.target), cfg.cost);
+    let report = eval::report(&samples, Some(target), cfg.cost);
     Ok(TrainOutcome {
         header,
         params,

@@ -175,7 +175,7 @@ fn dsm_learns_gmm() {
         },
     )
     .unwrap();
-    let Builtin::Mixture(m) = TargetSpec::Gmm.build() else {
+    let Builtin::Mixture(m) = TargetSpec::Gmm.build_builtin() else {
         unreachable!()
     };
     let mut counts = [0usize; 9];

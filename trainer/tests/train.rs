@@ -5,7 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::eval::{sample_file, SampleOptions};
+use diffctl_trainer::target::Known;
 use diffctl_trainer::train::{train, Loss, RunOptions, TrainConfig, TrainError};
+
+fn gmm() -> Known {
+    Known::preset("gmm").unwrap()
+}
 
 fn tiny(iterations: usize) -> TrainConfig {
     TrainConfig {
@@ -23,7 +28,7 @@ fn tiny(iterations: usize) -> TrainConfig {
 }
 
 fn run(cfg: &TrainConfig, opts: &RunOptions) -> Vec<u8> {
-    train(cfg, opts, &mut |_| {})
+    train(cfg, &gmm(), opts, &mut |_| {})
         .expect("training succeeds")
         .weights
 }
@@ -62,7 +67,7 @@ fn resumed_run_equals_uninterrupted_run() {
         resume: false,
         stop: Some(&stop),
     };
-    let first = train(&cfg, &opts, &mut |p| {
+    let first = train(&cfg, &gmm(), &opts, &mut |p| {
         if p.iteration == 3 {
             stop.store(true, Ordering::SeqCst);
         }
@@ -73,6 +78,7 @@ fn resumed_run_equals_uninterrupted_run() {
     assert!(ckpt.exists() && !dir.join("run.ckpt.tmp").exists());
     let resumed = train(
         &cfg,
+        &gmm(),
         &RunOptions {
             checkpoint: Some(ckpt.clone()),
             resume: true,
@@ -85,18 +91,21 @@ fn resumed_run_equals_uninterrupted_run() {
     assert_eq!(resumed.weights, straight, "resumed weights differ");
 
     // A checkpoint from another configuration is refused, not misused.
-    let other = TrainConfig { lr: 1e-3, ..cfg };
-    let err = train(
-        &other,
-        &RunOptions {
-            checkpoint: Some(ckpt),
-            resume: true,
-            stop: None,
-        },
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let other = TrainConfig {
+        lr: 1e-3,
+        ..cfg.clone()
+    };
+    let resume = RunOptions {
+        checkpoint: Some(ckpt),
+        resume: true,
+        stop: None,
+    };
+    let err = train(&other, &gmm(), &resume, &mut |_| {}).unwrap_err();
     assert!(matches!(err, TrainError::Config(_)), "{err}");
+    // And one from another target of the same dimension.
+    let other_target = Known::builtin(TargetSpec::Funnel { d: 2, sigma: 3.0 }).unwrap();
+    let err = train(&cfg, &other_target, &resume, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("different target"), "{err}");
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -114,6 +123,7 @@ fn divergence_stops_with_the_iteration_and_keeps_the_checkpoint() {
     };
     let err = train(
         &cfg,
+        &gmm(),
         &RunOptions {
             checkpoint: Some(ckpt.clone()),
             resume: false,
@@ -167,17 +177,12 @@ fn bad_configurations_are_rejected_with_a_message() {
             },
             "steps",
         ),
-        (
-            TrainConfig {
-                target: TargetSpec::Funnel { d: 10, sigma: -1.0 },
-                ..tiny(1)
-            },
-            "sigma",
-        ),
     ] {
-        let err = train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap_err();
+        let err = train(&cfg, &gmm(), &RunOptions::default(), &mut |_| {}).unwrap_err();
         assert!(err.to_string().contains(needle), "{err}");
     }
+    let err = Known::builtin(TargetSpec::Funnel { d: 10, sigma: -1.0 }).unwrap_err();
+    assert!(err.contains("sigma"), "{err}");
 }
 
 /// Issue 5's CI check: DIS with the log-variance loss on `gmm`, a small
@@ -198,7 +203,7 @@ fn dis_learns_gmm_on_a_small_budget() {
         ..TrainConfig::default()
     };
     let started = std::time::Instant::now();
-    let out = train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+    let out = train(&cfg, &gmm(), &RunOptions::default(), &mut |_| {}).unwrap();
     println!("{:.1} s\n{}", started.elapsed().as_secs_f64(), out.report);
     let err = out.report.log_z_is_error().unwrap();
     assert!(err.abs() <= 0.2, "log Z_is error {err}");
@@ -223,4 +228,53 @@ fn dis_learns_gmm_on_a_small_budget() {
     .unwrap();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&again.xs), bits(&out.samples.xs));
+}
+
+/// A target returning NaN stops training with an error naming the
+/// iteration and the number of paths; one returning `-inf` outside a
+/// support trains (such paths have weight zero).
+#[test]
+fn nan_targets_are_errors_and_supports_are_respected() {
+    use diffctl_runtime::Target;
+    /// `N(0, I)` in 2-d, NaN (or -inf) where `x_0 > 2.5`.
+    struct Broken(f32);
+    impl Target for Broken {
+        fn dim(&self) -> usize {
+            2
+        }
+        fn log_density(&self, x: &[f32]) -> f32 {
+            if x[0] > 2.5 {
+                self.0
+            } else {
+                -0.5 * (x[0] * x[0] + x[1] * x[1])
+            }
+        }
+        fn score(&self, x: &[f32], out: &mut [f32]) {
+            out[0] = -x[0];
+            out[1] = -x[1];
+        }
+    }
+    let cfg = TrainConfig {
+        batch: 256,
+        ..tiny(3)
+    };
+    let err = train(&cfg, &Broken(f32::NAN), &RunOptions::default(), &mut |_| {}).unwrap_err();
+    match err {
+        TrainError::TargetNan {
+            iteration, paths, ..
+        } => assert!(iteration == 0 && paths > 0 && paths < 256, "{paths}"),
+        other => panic!("{other}"),
+    }
+    let out = train(
+        &cfg,
+        &Broken(f32::NEG_INFINITY),
+        &RunOptions::default(),
+        &mut |_| {},
+    )
+    .expect("a support is not an error");
+    let costs = out.samples.costs.as_ref().unwrap();
+    let outside = costs.iter().filter(|c| c.r_disc == f64::INFINITY).count();
+    assert!(outside > 0, "some evaluation paths end outside the support");
+    assert!(out.report.estimates.log_z_is.is_finite());
+    assert_eq!(out.report.estimates.log_z_lb, f64::NEG_INFINITY);
 }

@@ -158,10 +158,9 @@ fn run() -> Result<(), Failure> {
         let count = model.params_into(&mut params).map_err(|e| fail(name, e))?;
         let net =
             NetworkRef::from_flat(header.shape, &params[..count]).map_err(|e| fail(name, e))?;
-        let target = header
-            .target
-            .ok_or_else(|| fail(name, "the file names no built-in target"))?
-            .build();
+        let target = model
+            .target()
+            .ok_or_else(|| fail(name, "the file names no built-in target"))?;
         let sampler = header
             .sampler(net, Some(target), None, None)
             .map_err(|e| fail(name, e))?;

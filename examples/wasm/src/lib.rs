@@ -146,10 +146,9 @@ fn run(out: &mut Output, len: usize, seed: u64, first: u64, n: u64) -> Result<()
         .map_err(|e| invalid(out, "weights", &e))?;
     let net = NetworkRef::from_flat(header.shape, &params[..count])
         .map_err(|e| invalid(out, "weights", &e))?;
-    let target = header
-        .target
-        .ok_or_else(|| invalid(out, "weights", &"the file names no built-in target"))?
-        .build();
+    let target = model
+        .target()
+        .ok_or_else(|| invalid(out, "weights", &"the file names no built-in target"))?;
     let sampler = header
         .sampler(net, Some(target), None, None)
         .map_err(|e| invalid(out, "sampler", &e))?;
