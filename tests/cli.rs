@@ -753,7 +753,7 @@ fn divergence_is_an_error() {
 }
 
 /// `diffctl demo --quick`: the README's main job on a smoke-test budget
-/// (about 20 s), end to end.
+/// (about 10 s on 2 cores), end to end.
 #[test]
 fn quick_demo_writes_weights_and_plot() {
     let dir = temp_dir("demo");
