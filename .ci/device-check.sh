@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 root="$(pwd)"
 
 # Must match SEEDS, N and FIXTURES in examples/cortex-m/src/main.rs (the
-# firmware has them compiled in; any drift shows up as a mismatch below).
+# firmware has them compiled in; any drift shows up as a mismatch below), and
+# examples/fixtures/golden.sh, whose committed output (examples/fixtures/golden/)
+# every program must reproduce.
 seeds="0,1,18446744073709551615"
 n=100
 fixtures=(gmm_f32 gmm_f16 dw20_f32 dw20_f16 pis_gmm_f32 dds_gmm_f32)
@@ -64,7 +66,8 @@ wasm_simd="$root/examples/wasm/target/simd128/wasm32-unknown-unknown/release/dif
 
 step "host: ${#fixtures[@]} fixtures x seeds $seeds x $n samples"
 for f in "${fixtures[@]}"; do
-  "$host_bin" "examples/fixtures/$f.dcw" "$seeds" "$n" >"$out/host.$f.txt"
+  timeout 120 "$host_bin" "examples/fixtures/$f.dcw" "$seeds" "$n" >"$out/host.$f.txt" \
+    || die "host run of $f failed or timed out"
 done
 
 # -icount shift=0: one instruction = 1 ns of virtual time, so the tick counts
@@ -92,8 +95,10 @@ total=$(wc -l <"$out/qemu.txt")
 
 step "WASM under Node $(node --version) (scalar and simd128 builds)"
 for f in "${fixtures[@]}"; do
-  node examples/wasm/run.mjs "$wasm" "examples/fixtures/$f.dcw" "$seeds" "$n" >"$out/wasm.$f.txt"
-  node examples/wasm/run.mjs "$wasm_simd" "examples/fixtures/$f.dcw" "$seeds" "$n" >"$out/wasm-simd128.$f.txt"
+  timeout 120 node examples/wasm/run.mjs "$wasm" "examples/fixtures/$f.dcw" "$seeds" "$n" >"$out/wasm.$f.txt" \
+    || die "WASM run of $f failed or timed out"
+  timeout 120 node examples/wasm/run.mjs "$wasm_simd" "examples/fixtures/$f.dcw" "$seeds" "$n" >"$out/wasm-simd128.$f.txt" \
+    || die "WASM simd128 run of $f failed or timed out"
 done
 
 # Prints where two outputs first differ: line (seed, index) and coordinate.
@@ -106,8 +111,8 @@ explain() {
   la=$(sed -n "${line}p" "$a")
   lb=$(sed -n "${line}p" "$b")
   echo "   first difference at line $line:"
-  echo "     host:  $la"
-  echo "     other: $lb"
+  echo "     first:  $la"
+  echo "     second: $lb"
   read -r -a fa <<<"$la"
   read -r -a fb <<<"$lb"
   local k
@@ -131,6 +136,17 @@ for f in "${fixtures[@]}"; do
   if grep -Eq ' [7f]f[89a-f][0-9a-f]{5}( |$)' "$host"; then
     die "fixture $f gives non-finite samples on the host; regenerate it (examples/fixtures/README.md)"
   fi
+  # The committed golden lines: a change of samples must be deliberate.
+  golden="examples/fixtures/golden/$f.hex"
+  [ -f "$golden" ] || die "missing $golden (run examples/fixtures/golden.sh)"
+  if cmp -s "$golden" "$host"; then
+    echo "   $f: host == golden ($lines lines)"
+  else
+    echo "   $f: host DIFFERS from the committed $golden"
+    explain "$golden" "$host"
+    echo "   (deliberate? regenerate with: bash examples/fixtures/golden.sh)"
+    failed=1
+  fi
   for other in qemu wasm wasm-simd128; do
     if cmp -s "$host" "$out/$other.$f.txt"; then
       echo "   $f: $other == host ($lines lines)"
@@ -142,4 +158,4 @@ for f in "${fixtures[@]}"; do
   done
 done
 [ "$failed" = 0 ] || die "device outputs differ from the host's (outputs in $out)"
-echo "device-check: OK: host, Cortex-M4F (QEMU), WASM and WASM simd128 agree bit for bit"
+echo "device-check: OK: host, Cortex-M4F (QEMU), WASM and WASM simd128 agree bit for bit with each other and with the golden files"

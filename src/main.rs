@@ -4,6 +4,10 @@
 //! Every error is one line, `error: ...`, on standard error, with a non-zero
 //! exit code.
 
+// The argument structs' doc comments are clap's --help text, where
+// `out/<target>.dcw` is plain text, not an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
+
 mod args;
 mod commands;
 mod config;

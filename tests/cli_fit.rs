@@ -11,7 +11,7 @@ use diffctl_trainer::data::{to_npy, Toy};
 
 mod common;
 
-use common::{fails, ok, stdout};
+use common::{fails, ok};
 
 fn temp_dir(name: &str) -> PathBuf {
     common::temp_dir("fit", name)
@@ -294,9 +294,14 @@ fn bad_data_gives_one_line_errors() {
 }
 
 /// Ctrl-C (SIGINT) stops the fit: the best weights so far are written, exit 130.
+/// Every wait is bounded: a fit that never starts, ignores SIGINT or hangs
+/// while writing fails the test (the process is killed) instead of hanging it.
 #[cfg(unix)]
 #[test]
 fn interrupt_writes_the_weights_so_far() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
     let dir = temp_dir("sigint");
     let model = dir.join("m.dcw");
     let mut child = Command::new(env!("CARGO_BIN_EXE_diffctl"))
@@ -321,27 +326,48 @@ fn interrupt_writes_the_weights_so_far() {
             "--out",
             s(&model),
         ])
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The first line is printed once Ctrl-C is caught.
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    err.read_line(&mut first).unwrap();
+    let stdout_pipe = common::drain(child.stdout.take().unwrap());
+    // Standard error line by line through a channel, so that waiting for the
+    // first line has a time limit.
+    let (tx, rx) = mpsc::channel();
+    let err = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in err.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The first line is printed once the fit has started (Ctrl-C is caught from then on).
+    let first = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) => line,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no first line on stderr within 60 s ({e}); fit killed");
+        }
+    };
     assert!(first.starts_with("fitting DSM"), "{first}");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300));
     let killed = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
-    assert_eq!(out.status.code(), Some(130), "{rest}");
+    let Some(status) = common::wait_timeout(&mut child, Duration::from_secs(60)) else {
+        panic!("the fit did not stop within 60 s of SIGINT (killed)");
+    };
+    let rest: Vec<String> = rx.iter().collect();
+    let rest = rest.join("\n");
+    let report = String::from_utf8(stdout_pipe.join().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
     assert!(rest.contains("interrupted"), "{rest}");
-    let report = stdout(&out);
     assert!(report.contains("interrupted by Ctrl-C"), "{report}");
     let header = ok(&["inspect", s(&model)]);
     assert!(header.contains("DSM"), "{header}");

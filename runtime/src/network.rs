@@ -604,6 +604,48 @@ mod tests {
     use crate::control::Control;
     use crate::target::{IsotropicGaussian, Prior};
 
+    /// The score term with the clamp active: a target `N(0, 0.1^2 I)` has
+    /// score `-x / 0.01`, so at `x = (1, -0.02, -0.5)` the scores
+    /// `(-100, 2, 50)` are clamped to `(-5, 2, 5)`: both ends of the clamp act
+    /// and a coordinate inside it is untouched. With every network weight
+    /// zero and `s(t) = score.b2 = 1`, `u = sigma_bar(t) ((1 - t/T) (-x) +
+    /// (t/T) clamp(-x / 0.01))`, computed here by hand.
+    #[test]
+    fn score_clip_clamps_only_the_coordinates_beyond_it() {
+        let mut net = Network::<3, 4, 1>::zeroed(true);
+        net.score_b2 = [1.0];
+        let sde = Sde::default();
+        let prior = Prior::standard(3);
+        let target = IsotropicGaussian { d: 3, nu: 0.1 };
+        let x = [1.0f32, -0.02, -0.5];
+        let t = 0.7f32;
+        let lambda = t / sde.t_end();
+        let sigma_bar = sde.sigma_bar(t as f64) as f32;
+        let u_at = |clip: f32| {
+            let mut control = NetworkControl::new(net.as_ref(), sde, prior, Some(target)).unwrap();
+            control.score_clip = clip;
+            let (mut cache, mut scratch) = ([0.0f32; 64], [0.0f32; 64]);
+            let cache = &mut cache[..control.time_cache_len()];
+            let scratch = &mut scratch[..control.scratch_len()];
+            control.prepare(t, cache, scratch);
+            let mut u = [0.0f32; 3];
+            control.u(t, cache, &x, &mut u, scratch);
+            u
+        };
+        let by_hand =
+            |q: [f32; 3]| [0, 1, 2].map(|j| sigma_bar * ((1.0 - lambda) * -x[j] + lambda * q[j]));
+        let close = |a: [f32; 3], b: [f32; 3]| {
+            a.iter()
+                .zip(&b)
+                .all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs()))
+        };
+        let clipped = u_at(5.0);
+        assert!(close(clipped, by_hand([-5.0, 2.0, 5.0])), "{clipped:?}");
+        let free = u_at(f32::INFINITY);
+        assert!(close(free, by_hand([-100.0, 2.0, 50.0])), "{free:?}");
+        assert!(clipped[0] != free[0] && clipped[1] == free[1] && clipped[2] != free[2]);
+    }
+
     #[test]
     fn const_sizes_match_the_parameter_list_and_the_sampler() {
         for (d, c, layers, score_term) in [

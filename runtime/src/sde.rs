@@ -237,6 +237,101 @@ mod tests {
         assert!((whole - 5.05).abs() < 1e-6); // beta_min, beta_max are f32
     }
 
+    /// `beta` and `A` against their defining formulas at a horizon `T != 1`
+    /// (so a formula that ignores `T` fails), and `A` against Simpson's rule
+    /// on that `beta`: the two agree only if both follow MATH.md §2.
+    #[test]
+    fn schedules_match_their_formulas_at_t_not_one() {
+        let t = 2.5f64;
+        let (lo, hi) = (0.1f32 as f64, 10.0f32 as f64);
+        let lin = Sde::Vp {
+            schedule: Schedule::REFERENCE,
+            t_end: 2.5,
+        };
+        let (c, e) = (0.008f32 as f64, 0.95f32 as f64);
+        let cos = Sde::Vp {
+            schedule: Schedule::Cosine {
+                offset: 0.008,
+                end: 0.95,
+            },
+            t_end: 2.5,
+        };
+        let pis = Sde::Pis {
+            sigma: 0.5,
+            t_end: 2.5,
+        };
+        let phi = |s: f64| core::f64::consts::FRAC_PI_2 * (e * s / t + c) / (1.0 + c);
+        for &s in &[0.0, 0.3, 1.25, 2.5] {
+            // Linear: beta(s) = lo + (hi - lo) s / T, A = (lo s + (hi - lo) s^2 / (2T)) / 2.
+            assert!((lin.beta(s) - (lo + (hi - lo) * s / t)).abs() < 1e-12);
+            let a_lin = 0.5 * (lo * s + (hi - lo) * s * s / (2.0 * t));
+            assert!((lin.a(s) - a_lin).abs() < 1e-12, "s={s}");
+            // Cosine: exp(-2A(s)) = cos^2(phi(s)) / cos^2(phi(0)).
+            let ratio = (phi(s).cos() / phi(0.0).cos()).powi(2);
+            assert!(((-2.0 * cos.a(s)).exp() - ratio).abs() < 1e-12, "s={s}");
+            // PIS: beta = sigma^2, A = sigma^2 s / 2.
+            assert_eq!(pis.beta(s), 0.25);
+            assert!((pis.a(s) - 0.125 * s).abs() < 1e-15);
+            // Generative time: beta_bar(t) = beta(T - t).
+            assert!((lin.beta_bar(t - s) - lin.beta(s)).abs() < 1e-12);
+        }
+        assert!((lin.beta(t) - hi).abs() < 1e-12 && (lin.beta(0.0) - lo).abs() < 1e-12);
+        // A against Simpson's rule on beta, and the integral of beta_bar
+        // over [t0, t1] against the same rule in generative time.
+        let simpson = |f: &dyn Fn(f64) -> f64, a: f64, b: f64| {
+            let n = 2000;
+            let h = (b - a) / n as f64;
+            let mut acc = f(a) + f(b);
+            for i in 1..n {
+                acc += f(a + i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 };
+            }
+            acc * h / 3.0
+        };
+        for sde in [lin, cos] {
+            for &s in &[0.4, 1.7, 2.5] {
+                let quad = 0.5 * simpson(&|r| sde.beta(r), 0.0, s);
+                assert!((sde.a(s) - quad).abs() < 1e-9, "{sde:?} s={s}");
+            }
+            let quad = simpson(&|r| sde.beta_bar(r), 0.3, 2.2);
+            assert!(
+                (sde.integral_beta_bar(0.3, 2.2) - quad).abs() < 1e-9,
+                "{sde:?}"
+            );
+        }
+    }
+
+    /// Grid points against their formulas, and the refinement at the right
+    /// end: the non-uniform grids' steps shrink toward `t = T`.
+    #[test]
+    fn grids_follow_their_formulas_and_refine_toward_t_end() {
+        let (k_max, t) = (8usize, 2.0f64);
+        for k in 0..=k_max {
+            let r = k as f64 / k_max as f64;
+            let want = [
+                (TimeGrid::Uniform, t * r),
+                (TimeGrid::Quadratic, t * (1.0 - (1.0 - r) * (1.0 - r))),
+                (
+                    TimeGrid::Cosine,
+                    t * (core::f64::consts::FRAC_PI_2 * r).sin(),
+                ),
+            ];
+            for (grid, value) in want {
+                assert!(
+                    (grid.time(k, k_max, 2.0) - value).abs() < 1e-12,
+                    "{grid:?} k={k}"
+                );
+            }
+        }
+        // Quadratic, K = 4, T = 2: 0, 0.875, 1.5, 1.875, 2 (steps 7/8, 5/8, 3/8, 1/8).
+        let q: [f64; 5] = core::array::from_fn(|k| TimeGrid::Quadratic.time(k, 4, 2.0));
+        assert_eq!(q, [0.0, 0.875, 1.5, 1.875, 2.0]);
+        for grid in [TimeGrid::Quadratic, TimeGrid::Cosine] {
+            let steps: [f64; 8] =
+                core::array::from_fn(|k| grid.time(k + 1, 8, 2.0) - grid.time(k, 8, 2.0));
+            assert!(steps.windows(2).all(|w| w[1] < w[0]), "{grid:?}: {steps:?}");
+        }
+    }
+
     #[test]
     fn grids_are_monotone_and_exact_at_the_ends() {
         for g in [TimeGrid::Uniform, TimeGrid::Quadratic, TimeGrid::Cosine] {

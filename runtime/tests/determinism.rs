@@ -1,4 +1,4 @@
-//! Same seed, same bits: whichever code path, batch or order.
+//! Same seed, same bits: whichever parameter storage, batch or order.
 
 mod common;
 
@@ -45,8 +45,14 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// What this checks is the fixed-size network's *parameter layout*:
+/// `Network::load_flat` (through `tensor_mut`) must put every flat parameter
+/// where `NetworkRef::from_flat` reads it. Both are then evaluated by the same
+/// code (`Network::as_ref` returns a `NetworkRef`), so this is not a
+/// comparison of two implementations of the arithmetic; a swapped or
+/// transposed tensor in either layout changes the samples and fails it.
 #[test]
-fn fixed_size_and_run_time_paths_give_identical_bits() {
+fn fixed_size_network_has_the_flat_parameter_layout() {
     let flat = random_params(shape(), 7, 0.2);
     let dynamic = NetworkRef::from_flat(shape(), &flat).unwrap();
     let mut fixed = Network::<D, C, H>::zeroed(true);

@@ -681,6 +681,169 @@ mod tests {
         }
     }
 
+    /// `|count / n - p| < 4 se` for a category of probability `p`.
+    fn fraction_ok(count: usize, n: usize, p: f64) -> bool {
+        let se = (p * (1.0 - p) / n as f64).sqrt();
+        (count as f64 / n as f64 - p).abs() < 4.0 * se
+    }
+
+    /// Median of `|N(0, sigma^2)|` is `0.6745 sigma`; its standard error over
+    /// `n` draws is `1 / (2 f(m) sqrt n)` with `f(m) = 2 phi(0.6745) / sigma`.
+    fn half_normal_median_ok(mut dist: Vec<f64>, sigma: f64) -> bool {
+        dist.sort_by(f64::total_cmp);
+        let n = dist.len();
+        let median = dist[n / 2];
+        let phi = (-0.5f64 * 0.6745 * 0.6745).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        let se = sigma / (4.0 * phi * (n as f64).sqrt());
+        let ok = (median - 0.6745 * sigma).abs() < 4.0 * se;
+        if !ok {
+            eprintln!("median distance {median} vs {} (se {se})", 0.6745 * sigma);
+        }
+        ok
+    }
+
+    /// Each toy's defining statistic (all within 4 standard errors):
+    /// * 8 Gaussians: each centre `2 sqrt 2 (cos, sin)(pi k / 4)` holds 1/8 of
+    ///   the points, and the squared distance to the nearest centre has mean
+    ///   `2 sigma^2` (`sigma = 0.5 / sqrt 2`; chi-square with 2 degrees of freedom);
+    /// * moons: two arcs of radius 2 (upper: centre `(-1, -0.5)`, angles
+    ///   `[0, pi]`; lower: centre `(1, 0.5)`, angles `[pi, 2 pi]`), half the
+    ///   points each, angle uniform (mean `pi / 2` along the arc), and the
+    ///   distance to the nearer arc that of the noise's normal component
+    ///   (median `0.6745 * 0.2`);
+    /// * swiss roll: the distance to the curve `t (cos t, sin t) / 5`,
+    ///   `t in [1.5 pi, 4.5 pi]` has median `0.6745 * 0.2`, and the curve
+    ///   parameter of the nearest point is uniform (mean `3 pi`);
+    /// * checkerboard: each of the 8 dark squares holds 1/8 of the points
+    ///   (parity is checked below).
+    ///
+    /// A single `N(0, 2^2)` blob, a wrong radius or a wrong noise level fails.
+    #[test]
+    fn toys_have_their_defining_statistics() {
+        use std::f64::consts::{FRAC_1_SQRT_2, PI};
+        let n = 4000;
+        let points = |toy: Toy| -> Vec<[f64; 2]> {
+            let data = toy.generate(n, 5).unwrap();
+            data.xs
+                .chunks_exact(2)
+                .map(|x| [x[0] as f64, x[1] as f64])
+                .collect()
+        };
+
+        // 8 Gaussians.
+        let (r, sigma) = (4.0 * FRAC_1_SQRT_2, 0.5 * FRAC_1_SQRT_2);
+        let centres: Vec<[f64; 2]> = (0..8)
+            .map(|k| {
+                let a = PI / 4.0 * k as f64;
+                [r * a.cos(), r * a.sin()]
+            })
+            .collect();
+        let mut counts = [0usize; 8];
+        let mut sq = Vec::with_capacity(n);
+        for p in points(Toy::EightGaussians) {
+            let (k, e2) = centres
+                .iter()
+                .map(|c| (p[0] - c[0]).powi(2) + (p[1] - c[1]).powi(2))
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
+            counts[k] += 1;
+            sq.push(e2);
+        }
+        assert!(
+            counts.iter().all(|&c| fraction_ok(c, n, 0.125)),
+            "{counts:?}"
+        );
+        let mean = sq.iter().sum::<f64>() / n as f64;
+        let sd = (sq.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0)).sqrt();
+        let want = 2.0 * sigma * sigma;
+        assert!(
+            (mean - want).abs() < 4.0 * sd / (n as f64).sqrt(),
+            "8 Gaussians: mean squared distance {mean} vs {want}"
+        );
+
+        // Moons: distance to an arc (angle clamped to its range) and the
+        // position along it.
+        let arc = |p: [f64; 2], c: [f64; 2], from: f64| -> (f64, f64) {
+            let (dx, dy) = (p[0] - c[0], p[1] - c[1]);
+            let along = (dy.atan2(dx) - from).rem_euclid(2.0 * PI);
+            // Outside [0, pi]: clamp to the nearer end.
+            let along = if along <= PI {
+                along
+            } else if along < 1.5 * PI {
+                PI
+            } else {
+                0.0
+            };
+            let (qx, qy) = (
+                c[0] + 2.0 * (from + along).cos(),
+                c[1] + 2.0 * (from + along).sin(),
+            );
+            (((p[0] - qx).powi(2) + (p[1] - qy).powi(2)).sqrt(), along)
+        };
+        let (mut upper, mut dist, mut angle_sum) = (0usize, Vec::new(), 0.0);
+        for p in points(Toy::TwoMoons) {
+            let up = arc(p, [-1.0, -0.5], 0.0);
+            let lo = arc(p, [1.0, 0.5], PI);
+            let (d, a) = if up.0 <= lo.0 {
+                upper += 1;
+                up
+            } else {
+                lo
+            };
+            dist.push(d);
+            angle_sum += a;
+        }
+        assert!(
+            fraction_ok(upper, n, 0.5),
+            "moons: {upper} of {n} on the upper arc"
+        );
+        let mean_angle = angle_sum / n as f64;
+        let se_angle = PI / 12f64.sqrt() / (n as f64).sqrt();
+        assert!(
+            (mean_angle - PI / 2.0).abs() < 4.0 * se_angle,
+            "moons: mean angle {mean_angle}"
+        );
+        assert!(half_normal_median_ok(dist, 0.2), "moons");
+
+        // Swiss roll: nearest point of a fine grid on the curve.
+        let grid: Vec<(f64, [f64; 2])> = (0..=30_000)
+            .map(|i| {
+                let t = 1.5 * PI + 3.0 * PI * i as f64 / 30_000.0;
+                (t, [t * t.cos() / 5.0, t * t.sin() / 5.0])
+            })
+            .collect();
+        let (mut dist, mut t_sum) = (Vec::new(), 0.0);
+        for p in points(Toy::SwissRoll) {
+            let (t, d2) = grid
+                .iter()
+                .map(|(t, q)| (*t, (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
+            dist.push(d2.sqrt());
+            t_sum += t;
+        }
+        let mean_t = t_sum / n as f64;
+        let se_t = 3.0 * PI / 12f64.sqrt() / (n as f64).sqrt();
+        assert!(
+            (mean_t - 3.0 * PI).abs() < 4.0 * se_t,
+            "swiss roll: mean t {mean_t}"
+        );
+        assert!(half_normal_median_ok(dist, 0.2), "swiss roll");
+
+        // Checkerboard: the 8 dark squares equally filled.
+        let mut squares = std::collections::HashMap::new();
+        for p in points(Toy::Checkerboard) {
+            let key = ((p[0] / 2.0).floor() as i64, (p[1] / 2.0).floor() as i64);
+            *squares.entry(key).or_insert(0usize) += 1;
+        }
+        assert_eq!(squares.len(), 8, "{squares:?}");
+        assert!(
+            squares.values().all(|&c| fraction_ok(c, n, 0.125)),
+            "{squares:?}"
+        );
+    }
+
     #[test]
     fn toys_are_deterministic_and_shaped() {
         for name in Toy::NAMES {

@@ -720,6 +720,126 @@ mod tests {
         assert!((law.at(0.0).0 - eps).abs() < 1e-9 && (law.at(1.0).0 - 1.0).abs() < 1e-9);
     }
 
+    /// The DSM loss of one iteration's batch as the module docs define it,
+    /// evaluated through the *runtime* network in f64:
+    /// `1/(B d) sum_groups w_j sum_rows |u(y, T - s_j) - target|^2`.
+    fn runtime_batch_loss(batch: &Batch, shape: NetworkShape, sde: &Sde, flat: &[f32]) -> f64 {
+        let net = NetworkRef::from_flat(shape, flat).unwrap();
+        let d = shape.d as usize;
+        let mut cache = vec![0.0f32; shape.time_cache_len()];
+        let mut scratch = vec![0.0f32; shape.scratch_len()];
+        let mut u = vec![0.0f32; d];
+        let rows_total: usize = batch.groups.iter().map(|g| g.len()).sum();
+        let mut total = 0.0f64;
+        for (j, group) in batch.groups.iter().enumerate() {
+            let (s, w) = batch.times[j];
+            let (y, target) = batch.rows(sde, j, group.clone());
+            let t = (sde.t_end() as f64 - s) as f32;
+            net.prepare(network_time(t, sde), &mut cache, &mut scratch);
+            for (yr, tr) in y.chunks_exact(d).zip(target.chunks_exact(d)) {
+                net.eval_nn(&cache, yr, &mut u, &mut scratch);
+                let sq: f64 = u
+                    .iter()
+                    .zip(tr)
+                    .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                    .sum();
+                total += w * sq;
+            }
+        }
+        total / (rows_total * d) as f64
+    }
+
+    /// The gradient the fit loop takes (the tape through `group_loss`, as in
+    /// `fit_with_stop`) against central differences of the loss evaluated
+    /// independently through the runtime network; the two loss values agree
+    /// too. Tolerance as in `autodiff::check` (its doc derives it).
+    #[test]
+    fn dsm_gradient_matches_finite_differences_of_the_runtime_loss() {
+        use crate::autodiff::{Grads, Tape};
+        let data = crate::data::Toy::TwoMoons.generate(64, 1).unwrap();
+        let cfg = FitConfig {
+            channels: 8,
+            layers: 3,
+            batch: 12,
+            time_groups: 3,
+            seed: 4,
+            ..FitConfig::default()
+        };
+        let shape = cfg.header(2).shape;
+        let law = TimeLaw::new(cfg.sde, cfg.eps, cfg.time_sampling);
+        let batch = Batch::new(&data, &cfg, &law, 0);
+        let mut params = Params::new();
+        let net = Network::register(shape, &mut params, &mut stream(1, 2));
+        // Random values everywhere (the initial output layer is zero, which
+        // would leave most gradients zero).
+        let mut rng = stream(5, 6);
+        let flat: Vec<f32> = (0..params.num_scalars())
+            .map(|_| {
+                let mut z = [0.0f32];
+                fill_normals(&mut rng, &mut z);
+                0.5 * z[0]
+            })
+            .collect();
+        params.load_flat(&flat);
+
+        let scale = 1.0 / (cfg.batch * 2) as f64;
+        let mut tape = Tape::new();
+        let bound = net.bind(&mut tape, &params);
+        let mut total: Option<Var> = None;
+        for (j, group) in batch.groups.iter().enumerate() {
+            let (y, target) = batch.rows(&cfg.sde, j, group.clone());
+            let (s, w) = batch.times[j];
+            let l = group_loss(
+                &mut tape,
+                &net,
+                &bound,
+                &cfg.sde,
+                s,
+                (w * scale) as f32,
+                &y,
+                &target,
+            );
+            total = Some(match total {
+                None => l,
+                Some(acc) => tape.add(acc, l),
+            });
+        }
+        let loss = total.unwrap();
+        let mut grads = Grads::zeros_like(&params);
+        tape.backward(loss, &mut grads);
+        let value = tape.item(loss) as f64;
+        let reference = runtime_batch_loss(&batch, shape, &cfg.sde, &flat);
+        assert!(
+            (value - reference).abs() < 1e-5 * reference,
+            "tape loss {value} vs runtime loss {reference}"
+        );
+
+        let mut max_grad = 0.0f64;
+        let mut offset = 0;
+        for id in 0..params.values.len() {
+            let n = params.values[id].data.len();
+            for j in (0..n).step_by(n.div_ceil(5)) {
+                let h = 1e-2f32;
+                let mut probe = flat.clone();
+                probe[offset + j] = flat[offset + j] + h;
+                let up = runtime_batch_loss(&batch, shape, &cfg.sde, &probe);
+                probe[offset + j] = flat[offset + j] - h;
+                let down = runtime_batch_loss(&batch, shape, &cfg.sde, &probe);
+                let fd = (up - down) / (2.0 * h as f64);
+                let got = grads.tensors[id].data[j] as f64;
+                let tol = 2e-3 * got.abs().max(fd.abs()) + 5e-4 * (1.0 + reference / 10.0);
+                assert!(
+                    (fd - got).abs() < tol,
+                    "param {} [{j}]: tape {got} vs fd {fd} (tol {tol})",
+                    params.names()[id]
+                );
+                max_grad = max_grad.max(got.abs());
+            }
+            offset += n;
+        }
+        assert!(max_grad > 1e-2, "trivial gradient {max_grad}");
+    }
+
     /// The regression is set up the right way round: for Gaussian data the
     /// least-squares multiple `c` of the optimal control `u*` (runtime,
     /// generative time `t = T - s`) that best fits the DSM target is 1.

@@ -258,6 +258,58 @@ mod tests {
         }
     }
 
+    /// Adam's first three steps against the textbook recursion (Kingma & Ba,
+    /// Algorithm 1) written out in f64. With bias correction the first step
+    /// is `lr * g / (|g| + eps)`, i.e. `lr` times the sign of `g` whatever
+    /// its size; without it (or with plain SGD) it would be `lr * 0.1 g /
+    /// sqrt(0.001 g^2) = 3.16 lr`, or `lr g`.
+    #[test]
+    fn adam_first_steps_match_the_recursion_with_bias_correction() {
+        let mut params = Params::new();
+        params.add("a", Tensor::new(1, 3, vec![1.0, -2.0, 0.5]));
+        let mut adam = Adam::new(&params, AdamConfig::default());
+        let grads = [[0.5f32, -3.0, 1e-3], [-1.0, 0.2, 2e-3], [0.25, 0.2, -4.0]];
+        let lr = 0.1f32;
+        // Step 1 by hand: p - lr sign(g) (eps = 1e-8 is negligible here).
+        params.grads.tensors[0].data = grads[0].to_vec();
+        adam.step(&mut params, lr);
+        let after_one = [0.9, -1.9, 0.4];
+        for (got, want) in params.values[0].data.iter().zip(after_one) {
+            assert!((f64::from(*got) - want).abs() < 1e-6, "{got} vs {want}");
+        }
+        // Steps 2 and 3 against the recursion in f64.
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        let mut p = [1.0f64, -2.0, 0.5];
+        let (mut m, mut v) = ([0.0f64; 3], [0.0f64; 3]);
+        for (k, g) in grads.iter().enumerate() {
+            let t = k as i32 + 1;
+            for j in 0..3 {
+                let gj = f64::from(g[j]);
+                m[j] = b1 * m[j] + (1.0 - b1) * gj;
+                v[j] = b2 * v[j] + (1.0 - b2) * gj * gj;
+                let m_hat = m[j] / (1.0 - b1.powi(t));
+                let v_hat = v[j] / (1.0 - b2.powi(t));
+                p[j] -= f64::from(lr) * m_hat / (v_hat.sqrt() + eps);
+            }
+            if k > 0 {
+                params.grads.tensors[0].data = g.to_vec();
+                adam.step(&mut params, lr);
+                for (got, want) in params.values[0].data.iter().zip(&p) {
+                    assert!(
+                        (f64::from(*got) - want).abs() < 1e-6,
+                        "step {t}: {got} vs {want}"
+                    );
+                }
+            }
+            if k == 1 {
+                // Coordinate 0 by hand: m = -0.055, v = 0.00124975,
+                // p = 0.9 - 0.1 (m / 0.19) / sqrt(v / 0.001999) = 0.9366104.
+                assert!((f64::from(params.values[0].data[0]) - 0.936_610_4).abs() < 1e-6);
+            }
+        }
+        assert_eq!(adam.t, 3);
+    }
+
     #[test]
     fn clipping_and_schedules() {
         let mut params = Params::new();

@@ -68,3 +68,22 @@ pub fn random_params(shape: NetworkShape, seed: u64, scale: f32) -> Vec<f32> {
     }
     out
 }
+
+/// `log mean exp(-r)` and its standard error by the delta method:
+/// `se = sd(w) / (mean(w) sqrt(n))` with `w = exp(-r)` (scaled stably).
+pub fn log_mean_exp_neg_se(r: &[f64]) -> (f64, f64) {
+    let max = r.iter().map(|x| -x).fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = r.iter().map(|x| (-x - max).exp()).collect();
+    let (m, s) = mean_std(&w);
+    (max + m.ln(), s / (m * (w.len() as f64).sqrt()))
+}
+
+/// Sample standard deviation and its standard error from the sample's own
+/// fourth moment: `Var(s^2) ~ (m4 - s^4) / n`, `se(s) ~ sqrt(Var(s^2)) / (2 s)`.
+pub fn std_se(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let (mean, s) = mean_std(v);
+    let m4 = v.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / n;
+    let var_s2 = (m4 - s.powi(4)).max(0.0) / n;
+    (s, var_s2.sqrt() / (2.0 * s))
+}
