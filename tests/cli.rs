@@ -135,7 +135,7 @@ fn bad_inputs_give_one_line_errors() {
     // The file's target is gmm: another one is refused; so is a wrong dimension.
     fails_with(
         &["sample", gmm, "--n", "3", "--seed", "0", "--target", "mw5"],
-        "trained on target Gmm",
+        "trained on target gmm",
     );
     fails_with(&["eval", free, "--target", "mw5"], "dimension");
     fails_with(&["eval", free], "no target");

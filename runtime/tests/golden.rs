@@ -36,7 +36,7 @@ fn host_lines(bytes: &[u8], batch: usize) -> String {
     let mut params = vec![0.0f32; header.param_count()];
     model.params_into(&mut params).unwrap();
     let net = NetworkRef::from_flat(header.shape, &params).unwrap();
-    let target = header.target.expect("fixtures name their target").build();
+    let target = model.target().expect("fixtures name their target");
     let sampler = header.sampler(net, Some(target), None, None).unwrap();
     let d = header.shape.d as usize;
     let mut work = vec![0.0f32; sampler.work_len()];

@@ -123,6 +123,23 @@ pub fn file_target(model: &Model) -> Option<Known> {
 /// the header records it: the same kind and parameters, the same data
 /// (checksum) for a data-defined target, the same dimension for any.
 pub fn check_target(header: &Header, given: &dyn TrainTarget) -> Result<(), EvalError> {
+    match (header.target, given.spec()) {
+        (
+            Some(TargetSpec::LogisticRegression { data_crc: a, .. }),
+            Some(TargetSpec::LogisticRegression { data_crc: b, .. }),
+        ) if a != b => {
+            return Err(EvalError::Invalid(format!(
+                "the target's data differ from the data the model was trained on (checksum \
+                 {b:#010x}, the file records {a:#010x})"
+            )))
+        }
+        (Some(a), Some(b)) if a != b => {
+            return Err(EvalError::Invalid(format!(
+                "the weights were trained on target {a}, not {b}"
+            )))
+        }
+        _ => {}
+    }
     if given.dim() != header.shape.d as usize {
         return Err(EvalError::Invalid(format!(
             "the target has dimension {}, the model {}",
@@ -130,19 +147,7 @@ pub fn check_target(header: &Header, given: &dyn TrainTarget) -> Result<(), Eval
             header.shape.d
         )));
     }
-    match (header.target, given.spec()) {
-        (
-            Some(TargetSpec::LogisticRegression { data_crc: a, .. }),
-            Some(TargetSpec::LogisticRegression { data_crc: b, .. }),
-        ) if a != b => Err(EvalError::Invalid(format!(
-            "the target's data differ from the data the model was trained on (checksum {b:#010x}, \
-             the file records {a:#010x})"
-        ))),
-        (Some(a), Some(b)) if a != b => Err(EvalError::Invalid(format!(
-            "the weights were trained on target {a}, not {b}"
-        ))),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 /// Decodes a weights file and draws samples with the runtime, on
