@@ -2,7 +2,9 @@
 //! it anywhere with the same bits for the same seed.
 //!
 //! Every error is one line, `error: ...`, on standard error, with a non-zero
-//! exit code.
+//! exit code. Output goes through `output` (`say!`, `note!`): a closed pipe
+//! never panics.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod args;
 mod commands;
@@ -11,6 +13,7 @@ mod datasets;
 mod error;
 mod io;
 mod npy;
+mod output;
 mod plot;
 mod progress;
 
@@ -19,6 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use commands::{demo, eval, fit, inspect, plot as plot_cmd, sample, train};
+use output::note;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -72,7 +76,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            note!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -84,11 +88,11 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            print!("{e}");
+            output::out(&e.to_string());
             return ExitCode::SUCCESS;
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprintln!(
+            note!(
                 "error: missing subcommand: inspect, sample, eval, plot, train, fit or demo (see diffctl --help)"
             );
             return ExitCode::from(2);
@@ -106,6 +110,6 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     let msg = joined
         .strip_prefix("error:")
         .map_or(joined.as_str(), str::trim);
-    eprintln!("error: {msg} (see diffctl --help)");
+    note!("error: {msg} (see diffctl --help)");
     ExitCode::from(2)
 }

@@ -148,7 +148,6 @@ fn bad_inputs_give_one_line_errors() {
     ]);
     fails(&["sample", gmm, "--n", "3", "--seed", "-1"]);
     fails(&["sample", gmm, "--n", "many", "--seed", "0"]);
-    fails(&["sample", gmm, "--n", "99999999999999", "--seed", "0"]);
     fails(&[
         "sample",
         gmm,
@@ -159,7 +158,6 @@ fn bad_inputs_give_one_line_errors() {
         "--first",
         "18446744073709551615",
     ]);
-    fails(&["sample", gmm, "--n", "3"]);
     fails(&[
         "sample",
         gmm,
@@ -578,6 +576,8 @@ fn train_then_sample_reproduces_the_final_evaluation() {
         eval_every: 10,
         eval_samples: 256,
         seed: 3,
+        // The command's default integrator.
+        integrator: Integrator::Exponential,
         ..TrainConfig::default()
     };
     let outcome = train(&cfg, &RunOptions::default(), &mut |_| {}).unwrap();

@@ -597,3 +597,52 @@ mod tests {
         assert!((acc * h * h - 1.0).abs() < 1e-4, "{}", acc * h * h);
     }
 }
+
+// ---- Display: the names users type (self-contained block) ----
+
+/// The name a user types, with the parameters: `gmm`,
+/// `funnel (d = 10, sigma = 3)`, `mw5 (d = 5, wells = 5, delta = 4)`. A
+/// preset with changed parameters shows its family instead of a preset name
+/// (`multi-well (d = 3, wells = 3, delta = 4)`).
+impl core::fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let preset = TargetSpec::PRESETS
+            .iter()
+            .find(|n| TargetSpec::preset(n).as_ref() == Some(self));
+        match *self {
+            TargetSpec::Gmm => f.write_str("gmm"),
+            TargetSpec::Funnel { d, sigma } => {
+                let name = preset.copied().unwrap_or("funnel");
+                write!(f, "{name} (d = {d}, sigma = {sigma})")
+            }
+            TargetSpec::MultiWell { d, w, delta } => {
+                let name = preset.copied().unwrap_or("multi-well");
+                write!(f, "{name} (d = {d}, wells = {w}, delta = {delta})")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    extern crate alloc;
+    use super::TargetSpec;
+    use alloc::string::ToString;
+
+    #[test]
+    fn names_are_the_ones_users_type() {
+        let name = |s: &str| TargetSpec::preset(s).unwrap().to_string();
+        assert_eq!(name("gmm"), "gmm");
+        assert_eq!(name("mw5"), "mw5 (d = 5, wells = 5, delta = 4)");
+        assert_eq!(name("funnel"), "funnel (d = 10, sigma = 3)");
+        let changed = TargetSpec::MultiWell {
+            d: 3,
+            w: 3,
+            delta: 4.0,
+        };
+        assert_eq!(
+            changed.to_string(),
+            "multi-well (d = 3, wells = 3, delta = 4)"
+        );
+    }
+}

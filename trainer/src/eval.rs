@@ -119,7 +119,7 @@ pub fn resolve_target(
 ) -> Result<Option<TargetSpec>, EvalError> {
     match (header.target, given) {
         (Some(a), Some(b)) if a != b => Err(EvalError::Invalid(format!(
-            "the weights were trained on target {a:?}, not {b:?}"
+            "the weights were trained on target {a}, not {b}"
         ))),
         (Some(a), _) => Ok(Some(a)),
         (None, Some(b)) => {
