@@ -2,15 +2,76 @@
 // Each test binary uses a subset.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
-/// Runs the built `diffctl` with `args`.
+use diffctl_runtime::hex::write_sample_line;
+use diffctl_runtime::normal::{fill_normals, stream};
+use diffctl_runtime::prelude::*;
+use diffctl_runtime::weights::encode;
+
+/// Longest any one `diffctl` run of a test may take before it is killed
+/// and the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The built `diffctl`, not yet started.
+pub fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_diffctl"));
+    c.args(args);
+    c
+}
+
+/// Runs the built `diffctl` with `args` (killed after [`TIMEOUT`]).
 pub fn diffctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diffctl"))
-        .args(args)
-        .output()
-        .expect("the diffctl binary runs")
+    run(&mut command(args), TIMEOUT)
+}
+
+/// Runs `cmd` to the end with its output captured; kills it and panics
+/// after `timeout`.
+pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the diffctl binary runs");
+    // Drain both pipes while waiting, so a full pipe cannot stall the child.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let status = wait(&mut child, timeout);
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Waits for `child`; kills it and panics after `timeout`.
+pub fn wait(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for diffctl") {
+            return status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("diffctl took longer than {timeout:?} and was killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub fn stdout(out: &Output) -> String {
@@ -57,4 +118,69 @@ pub fn temp_dir(group: &str, name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A small weights file with pseudo-random parameters (the runtime's own
+/// streams), so the network's arithmetic shows in every sample.
+pub fn weights_file(dir: &Path, name: &str, target: Option<TargetSpec>, d: u32) -> PathBuf {
+    let header = Header {
+        sampler: SamplerKind::Dis,
+        shape: NetworkShape {
+            d,
+            channels: 16,
+            layers: 3,
+            score_term: target.is_some(),
+        },
+        sde: Sde::default(),
+        grid: TimeGrid::Uniform,
+        steps: 30,
+        integrator: Integrator::EulerMaruyama,
+        prior_nu: 1.0,
+        score_clip: 100.0,
+        target,
+        dtype: Dtype::F32,
+    };
+    let mut params = vec![0.0f32; header.param_count()];
+    fill_normals(&mut stream(7, 0), &mut params);
+    params.iter_mut().for_each(|p| *p *= 0.05);
+    let path = dir.join(name);
+    std::fs::write(&path, encode(&header, &params).unwrap()).unwrap();
+    path
+}
+
+/// The device-check lines of samples `first .. first + n` under `seed`,
+/// drawn with the runtime directly (one lockstep batch).
+pub fn runtime_hex(path: &Path, seed: u64, first: u64, n: usize) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    let model = Model::parse(&bytes).unwrap();
+    let header = model.header;
+    let mut params = vec![0.0f32; header.param_count()];
+    model.params_into(&mut params).unwrap();
+    let net = NetworkRef::from_flat(header.shape, &params).unwrap();
+    let target = header.target.map(|t| t.build());
+    let sampler = header.sampler(net, target, None, None).unwrap();
+    let d = header.shape.d as usize;
+    let mut xs = vec![0.0f32; n * d];
+    let mut paths = vec![PathState::default(); n];
+    let mut work = vec![0.0f32; sampler.work_len()];
+    sampler
+        .sample(seed, first, &mut xs, &mut paths, &mut work)
+        .unwrap();
+    let mut out = String::new();
+    for (i, x) in xs.chunks_exact(d).enumerate() {
+        write_sample_line(&mut out, seed, first + i as u64, x).unwrap();
+    }
+    out
+}
+
+/// Parses hex lines back into `f32` bits, row by row.
+pub fn hex_bits(text: &str) -> Vec<Vec<u32>> {
+    text.lines()
+        .map(|l| {
+            l.split(' ')
+                .skip(2)
+                .map(|h| u32::from_str_radix(h, 16).unwrap())
+                .collect()
+        })
+        .collect()
 }
