@@ -19,7 +19,8 @@ use crate::output::{self, note, say};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// A ~20 s budget (smoke test) instead of about a minute.
+    /// A smaller budget, a smoke test: K = 50, 400 iterations (README
+    /// states measured times).
     #[arg(long)]
     pub quick: bool,
     /// Output folder.
