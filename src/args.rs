@@ -48,16 +48,16 @@ pub struct TargetArgs {
     /// Built-in target: gmm, funnel, mw5, dw20 or mw50.
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
-    /// Dimension of a funnel or multi-well target.
+    /// Dimension of a funnel or multi-well target [default: the preset's].
     #[arg(long, value_name = "D")]
     pub dim: Option<u32>,
-    /// Number of double-well coordinates of a multi-well target.
+    /// Number of double-well coordinates of a multi-well target [default: the preset's].
     #[arg(long, value_name = "W")]
     pub wells: Option<u32>,
-    /// Well separation delta of a multi-well target.
+    /// Well separation delta of a multi-well target [default: the preset's].
     #[arg(long, value_name = "DELTA", allow_negative_numbers = true)]
     pub delta: Option<f32>,
-    /// Scale sigma of the funnel's first coordinate.
+    /// Scale sigma of the funnel's first coordinate [default: the preset's].
     #[arg(long, value_name = "SIGMA", allow_negative_numbers = true)]
     pub sigma: Option<f32>,
 }
@@ -214,7 +214,6 @@ pub fn target_name(spec: &TargetSpec) -> String {
         )
 }
 
-/// `--integrator`.
 /// Time grid: uniform, or refined toward t = T.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GridArg {
@@ -226,14 +225,56 @@ pub enum GridArg {
     Cosine,
 }
 
+/// `--integrator`: each has a short and a long name, accepted everywhere
+/// (flags and TOML) and listed as [`INTEGRATOR_NAMES`].
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IntegratorArg {
     /// Euler–Maruyama.
+    #[value(name = "em", alias = "euler-maruyama")]
     Em,
     /// Exponential integrator (linear drift and noise exact).
+    #[value(name = "exp", alias = "exponential")]
     Exp,
     /// Probability-flow ODE (deterministic after X_0; no path costs).
+    #[value(name = "flow", alias = "probability-flow")]
     Flow,
+}
+
+/// The integrators' names as help, TOML, README and `inspect` list them.
+pub const INTEGRATOR_NAMES: &str = "em|euler-maruyama, exp|exponential, flow|probability-flow";
+
+/// The integrator `train` uses unless told otherwise (flags or TOML): the
+/// exponential one leaves a several times smaller path-cost spread than
+/// Euler–Maruyama at the same K (runtime/tests/analytic.rs).
+pub const DEFAULT_INTEGRATOR: Integrator = Integrator::Exponential;
+
+/// `short|long` name of an integrator (an entry of [`INTEGRATOR_NAMES`]).
+pub fn integrator_names(i: Integrator) -> &'static str {
+    match i {
+        Integrator::EulerMaruyama => "em|euler-maruyama",
+        Integrator::Exponential => "exp|exponential",
+        Integrator::ProbabilityFlow => "flow|probability-flow",
+    }
+}
+
+/// The long (TOML) name of an integrator given by either of its names.
+pub fn integrator_long_name(name: &str) -> Option<&'static str> {
+    INTEGRATOR_NAMES.split(", ").find_map(|pair| {
+        let (short, long) = pair.split_once('|')?;
+        (name == short || name == long).then_some(long)
+    })
+}
+
+/// The losses' names as help, TOML and README list them.
+pub const LOSS_NAMES: &str = "lv|log-variance, kl";
+
+/// The long (TOML) name of a loss given by either of its names.
+pub fn loss_long_name(name: &str) -> Option<&'static str> {
+    match name {
+        "lv" | "log-variance" => Some("log-variance"),
+        "kl" => Some("kl"),
+        _ => None,
+    }
 }
 
 impl From<IntegratorArg> for Integrator {
@@ -268,13 +309,14 @@ impl From<CostArg> for CostForm {
 /// How to run the sampler: overrides of the file's defaults.
 #[derive(Args, Clone, Debug, Default)]
 pub struct RunArgs {
-    /// Number of steps K (default: the file's).
+    /// Number of steps K [default: the file's].
     #[arg(long, value_name = "K")]
     pub steps: Option<usize>,
-    /// Integrator (default: the file's).
-    #[arg(long, value_enum)]
+    /// Integrator: em|euler-maruyama, exp|exponential, flow|probability-flow
+    /// [default: the file's].
+    #[arg(long, value_enum, value_name = "NAME", hide_possible_values = true)]
     pub integrator: Option<IntegratorArg>,
-    /// Worker threads (default: all cores); results do not depend on it.
+    /// Worker threads; results do not depend on it [default: all cores].
     #[arg(long, value_name = "T")]
     pub threads: Option<usize>,
 }

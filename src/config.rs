@@ -1,13 +1,15 @@
 //! `diffctl train --config FILE.toml`: the training configuration file.
 //!
 //! Keys mirror `diffctl_trainer::train::TrainConfig` (missing keys keep the
-//! reference setup), except `target`, which names a preset with optional
-//! parameter overrides:
+//! reference setup, and `integrator` the command's default, exponential),
+//! except `target`, which names a preset with optional parameter overrides.
+//! `integrator` and `loss` take the short or the long names of the flags:
 //!
 //! ```toml
 //! target = "dw20"                                   # or
 //! target = { name = "funnel", dim = 20, sigma = 3.0 }
-//! loss = "log-variance"                             # or "kl"
+//! loss = "log-variance"                             # lv|log-variance or kl
+//! integrator = "exp"                                # em|euler-maruyama, exp|exponential, flow|probability-flow
 //! batch = 512
 //! steps = 100
 //! iterations = 2000
@@ -21,7 +23,10 @@ use diffctl_trainer::target::config::{TargetConfig, CONFIG_KINDS};
 use diffctl_trainer::train::TrainConfig;
 use serde::Deserialize;
 
-use crate::args::{target_spec, ChosenTarget, TargetParams};
+use crate::args::{
+    integrator_long_name, loss_long_name, target_spec, ChosenTarget, TargetParams,
+    DEFAULT_INTEGRATOR, INTEGRATOR_NAMES, LOSS_NAMES,
+};
 use crate::error::{Error, Result};
 use crate::io;
 
@@ -150,6 +155,31 @@ impl TargetEntry {
     }
 }
 
+/// The TOML table of a configuration file (`what` names it in errors),
+/// with `integrator` and `loss` given by either name rewritten to the long
+/// name the library's types read.
+pub fn normalise_names(text: &str, what: &str) -> Result<toml::Table> {
+    let err = |e: &dyn std::fmt::Display| Error::new(format!("{what}: {e}"));
+    let mut table: toml::Table = text.parse().map_err(|e| err(&e))?;
+    for (key, long, names) in [
+        (
+            "integrator",
+            integrator_long_name as fn(&str) -> Option<&'static str>,
+            INTEGRATOR_NAMES,
+        ),
+        ("loss", loss_long_name, LOSS_NAMES),
+    ] {
+        if let Some(v) = table.get_mut(key) {
+            let name = v
+                .as_str()
+                .and_then(long)
+                .ok_or_else(|| err(&format!("`{key}` must be one of {names} (got {v})")))?;
+            *v = toml::Value::String(name.into());
+        }
+    }
+    Ok(table)
+}
+
 /// A parsed configuration file: the settings and, separately, the target entry.
 #[derive(Debug, Clone)]
 pub struct ConfigFile {
@@ -160,7 +190,7 @@ pub struct ConfigFile {
 /// Parses a configuration file's text (`what` names it in errors).
 pub fn parse(text: &str, what: &str) -> Result<ConfigFile> {
     let err = |e: &dyn std::fmt::Display| Error::new(format!("{what}: {e}"));
-    let mut table: toml::Table = text.parse().map_err(|e| err(&e))?;
+    let mut table = normalise_names(text, what)?;
     let target = match table.remove("target") {
         None => None,
         Some(v) => Some(TargetEntry::from_value(v).map_err(|e| err(&e))?),
@@ -169,7 +199,11 @@ pub fn parse(text: &str, what: &str) -> Result<ConfigFile> {
         let (name, params) = entry.parts();
         target_spec(name, &params).map_err(|e| err(&e))?;
     }
-    let config = TrainConfig::deserialize(toml::Value::Table(table)).map_err(|e| err(&e))?;
+    let has_integrator = table.contains_key("integrator");
+    let mut config = TrainConfig::deserialize(toml::Value::Table(table)).map_err(|e| err(&e))?;
+    if !has_integrator {
+        config.integrator = DEFAULT_INTEGRATOR;
+    }
     Ok(ConfigFile { config, target })
 }
 
@@ -190,6 +224,42 @@ mod tests {
         assert_eq!(c.config.steps, TrainConfig::default().steps);
         let (name, p) = c.target.as_ref().unwrap().parts();
         assert_eq!((name, p.dim), ("funnel", Some(20)));
+    }
+
+    /// Both spellings of the integrator and the loss; the command's default
+    /// integrator when the file names none.
+    #[test]
+    fn short_and_long_names_and_the_default_integrator() {
+        use diffctl_runtime::prelude::Integrator;
+        for (text, want) in [
+            ("integrator = \"em\"", Integrator::EulerMaruyama),
+            ("integrator = \"euler-maruyama\"", Integrator::EulerMaruyama),
+            ("integrator = \"exp\"", Integrator::Exponential),
+            ("integrator = \"exponential\"", Integrator::Exponential),
+            ("integrator = \"flow\"", Integrator::ProbabilityFlow),
+            (
+                "integrator = \"probability-flow\"",
+                Integrator::ProbabilityFlow,
+            ),
+            ("batch = 8", DEFAULT_INTEGRATOR),
+        ] {
+            assert_eq!(
+                parse(text, "t.toml").unwrap().config.integrator,
+                want,
+                "{text}"
+            );
+        }
+        for (text, want) in [
+            ("loss = \"lv\"", Loss::LogVariance),
+            ("loss = \"log-variance\"", Loss::LogVariance),
+            ("loss = \"kl\"", Loss::Kl),
+        ] {
+            assert_eq!(parse(text, "t.toml").unwrap().config.loss, want, "{text}");
+        }
+        let e = parse("integrator = \"rk4\"", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(INTEGRATOR_NAMES), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use diffctl_trainer::data::{self, Dataset, Toy};
 
 use crate::args::MAX_FLOATS;
 use crate::error::{Error, Result};
+use crate::output::note;
 
 /// Prefix of a built-in generator's name in `--data`.
 pub const TOY_PREFIX: &str = "toy:";
@@ -95,16 +96,99 @@ impl<'a> Source<'a> {
     }
 }
 
-/// `data::load` with the path in every message.
+/// `data::load` with the path in every message. A CSV header is read
+/// first: the `log_w` column that `diffctl sample` writes (log importance
+/// weights, not coordinates) is dropped with a note, and coordinate names
+/// `x0, x1, ...` must be in order.
 fn load_file(path: &Path) -> Result<Dataset> {
-    data::load(path, None).map_err(|e| {
-        let shown = path.display().to_string();
+    let shown = path.display().to_string();
+    let with_path = |e: String| {
         if e.contains(&shown) {
             Error::new(e)
         } else {
             Error::new(format!("{shown}: {e}"))
         }
-    })
+    };
+    let is_npy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if !is_npy {
+        if let Ok(bytes) = std::fs::read(path) {
+            // (A .npy file under another name is not UTF-8: its magic byte 0x93.)
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                let (text, dropped) = recognise_header(text).map_err(with_path)?;
+                if dropped {
+                    note!(
+                        "{shown}: dropping column log_w (the log importance weights `diffctl sample` \
+                         writes, not a coordinate); the rows are used unweighted"
+                    );
+                }
+                return data::parse_csv(&text).map_err(with_path);
+            }
+        }
+    }
+    data::load(path, None).map_err(with_path)
+}
+
+/// Fields of a CSV line as `data::parse_csv` splits them.
+fn fields(line: &str) -> Vec<&str> {
+    line.split([',', ';', '\t', ' '])
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
+/// The CSV text with a `log_w` column removed (and whether there was one),
+/// after checking that a header's coordinate names are `x0 .. x{d-1}` in
+/// order. Line numbers are kept, so later errors still point at the file's lines.
+fn recognise_header(text: &str) -> Result<(std::borrow::Cow<'_, str>, bool), String> {
+    let Some((k, header)) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| !l.trim().is_empty() && !l.trim().starts_with('#'))
+    else {
+        return Ok((text.into(), false));
+    };
+    let names = fields(header);
+    if names.iter().any(|f| f.parse::<f64>().is_ok()) {
+        return Ok((text.into(), false)); // no header
+    }
+    let log_w = names.iter().position(|n| *n == "log_w");
+    let coords: Vec<&str> = names.iter().copied().filter(|n| *n != "log_w").collect();
+    let is_x = |n: &str| {
+        n.strip_prefix('x')
+            .is_some_and(|r| r.parse::<usize>().is_ok())
+    };
+    if coords.iter().any(|n| is_x(n)) {
+        for (j, n) in coords.iter().enumerate() {
+            if *n != format!("x{j}") {
+                return Err(format!(
+                    "line {}: the header names {n:?} where x{j} belongs (expected x0..x{}{})",
+                    k + 1,
+                    coords.len() - 1,
+                    if log_w.is_some() { " and log_w" } else { "" }
+                ));
+            }
+        }
+    }
+    let Some(drop) = log_w else {
+        return Ok((text.into(), false));
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            out.push_str(line);
+        } else {
+            let mut f = fields(line);
+            if f.len() > drop {
+                f.remove(drop);
+            }
+            out.push_str(&f.join(","));
+        }
+        out.push('\n');
+    }
+    Ok((out.into(), true))
 }
 
 /// Fails unless the data's dimension is the model's, naming both.
@@ -161,6 +245,22 @@ mod tests {
         assert!(Source::parse("toy:nope").is_err());
         assert!(Source::parse("").is_err());
         assert_eq!(Source::parse("a/b.csv").unwrap().name(), "b");
+    }
+
+    #[test]
+    fn sample_csv_headers_are_recognised() {
+        let (t, dropped) = recognise_header("x0,x1,log_w\n1,2,-3\n\n4,5,-6\n").unwrap();
+        assert!(dropped);
+        let data = data::parse_csv(&t).unwrap();
+        assert_eq!((data.d, data.xs.clone()), (2, vec![1.0, 2.0, 4.0, 5.0]));
+        let (t, dropped) = recognise_header("x0,x1\n1,2\n").unwrap();
+        assert!(!dropped && t == "x0,x1\n1,2\n");
+        assert!(recognise_header("x1,x0\n1,2\n").is_err());
+        assert!(recognise_header("x0,x2,log_w\n1,2,3\n").is_err());
+        let (_, dropped) = recognise_header("1,2\n3,4\n").unwrap();
+        assert!(!dropped);
+        let (_, dropped) = recognise_header("a,b\n3,4\n").unwrap();
+        assert!(!dropped);
     }
 
     #[test]

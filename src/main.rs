@@ -2,8 +2,9 @@
 //! it anywhere with the same bits for the same seed.
 //!
 //! Every error is one line, `error: ...`, on standard error, with a non-zero
-//! exit code.
-
+//! exit code. Output goes through `output` (`say!`, `note!`): a closed pipe
+//! never panics.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 // The argument structs' doc comments are clap's --help text, where
 // `out/<target>.dcw` is plain text, not an HTML tag.
 #![allow(rustdoc::invalid_html_tags)]
@@ -15,6 +16,7 @@ mod datasets;
 mod error;
 mod io;
 mod npy;
+mod output;
 mod plot;
 mod progress;
 
@@ -23,6 +25,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use commands::{demo, eval, fit, inspect, plot as plot_cmd, sample, train};
+use output::note;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -76,7 +79,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            note!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -88,11 +91,11 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            print!("{e}");
+            output::out(&e.to_string());
             return ExitCode::SUCCESS;
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprintln!(
+            note!(
                 "error: missing subcommand: inspect, sample, eval, plot, train, fit or demo (see diffctl --help)"
             );
             return ExitCode::from(2);
@@ -110,6 +113,6 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     let msg = joined
         .strip_prefix("error:")
         .map_or(joined.as_str(), str::trim);
-    eprintln!("error: {msg} (see diffctl --help)");
+    note!("error: {msg} (see diffctl --help)");
     ExitCode::from(2)
 }

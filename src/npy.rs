@@ -11,7 +11,9 @@
 const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// The `.npy` file of the row-major `rows x cols` array `data`
-/// (`data.len() == rows * cols`).
+/// (`data.len() == rows * cols`). (`diffctl sample` streams [`header`] and
+/// the data chunk by chunk; this is the whole file at once.)
+#[cfg(test)]
 pub fn encode_f32(rows: usize, cols: usize, data: &[f32]) -> Vec<u8> {
     let mut out = header(rows, cols);
     out.reserve(4 * data.len());
@@ -22,7 +24,7 @@ pub fn encode_f32(rows: usize, cols: usize, data: &[f32]) -> Vec<u8> {
 }
 
 /// Magic, version, header length and the padded header of an `(rows, cols)` `<f4` array.
-fn header(rows: usize, cols: usize) -> Vec<u8> {
+pub fn header(rows: usize, cols: usize) -> Vec<u8> {
     let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // magic (6) + version (2) + length (2) + dict + padding + '\n' = 64 k bytes.
     let unpadded = MAGIC.len() + 4 + dict.len() + 1;

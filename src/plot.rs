@@ -1,8 +1,9 @@
 //! Plots of a model's samples against its target, as SVG (text is left to
 //! the viewer, so no fonts are needed where the plot is made).
 //!
-//! * 2-d: the samples as a scatter over filled contours of the target's
-//!   log-density (bands of one nat below the maximum over the window).
+//! * 2-d: the samples (at most [`MAX_POINTS`]) as a scatter over labelled
+//!   contour lines of the target's log-density (1, 3, 6 and 10 nats below its
+//!   peak), with the log Z error and the ESS in the caption.
 //! * otherwise: histograms of chosen coordinates against the target's true
 //!   marginal density (closed form or quadrature).
 //! * against data ([`render_versus`]): in 2-d the data and the samples side
@@ -20,10 +21,6 @@ use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 
-/// Cells per axis of the 2-d density grid.
-const GRID: usize = 160;
-/// Contour bands (one nat each) below the window's maximum log-density.
-const BANDS: usize = 14;
 /// Histogram bins per coordinate.
 const BINS: usize = 60;
 /// Largest number of coordinates one figure shows.
@@ -55,7 +52,8 @@ pub fn render(
     Ok(svg)
 }
 
-fn check_coords(coords: &[usize], d: usize) -> Result<()> {
+/// Checks coordinates to plot against the dimension (before any sampling).
+pub fn check_coords(coords: &[usize], d: usize) -> Result<()> {
     if coords.is_empty() || coords.len() > MAX_COORDS {
         return Err(Error::new(format!(
             "choose between 1 and {MAX_COORDS} coordinates to plot"
@@ -130,6 +128,40 @@ fn scatter_axes<'a, DB: DrawingBackend>(
     Ok(chart)
 }
 
+/// Most samples drawn as points in a 2-d scatter (the first ones: the
+/// samples are independent, so they are a fair subset); keeps the SVG small.
+pub const MAX_POINTS: usize = 2_000;
+/// Grid points per axis of the 2-d density contours.
+const CONTOUR_GRID: usize = 121;
+/// Contour levels of the target's log-density, in nats below its maximum
+/// over the window, with their colours (darkest innermost).
+const LEVELS: [(f64, RGBColor); 4] = [
+    (1.0, RGBColor(8, 48, 107)),
+    (3.0, RGBColor(33, 113, 181)),
+    (6.0, RGBColor(107, 174, 214)),
+    (10.0, RGBColor(189, 215, 231)),
+];
+
+/// The caption's line of estimates: `log Z` error (importance sampling,
+/// `R_disc`) and ESS when the samples have path costs and the target a
+/// known `log Z`.
+fn estimates_line(samples: &Samples, target: Option<&dyn GroundTruth>) -> String {
+    let n = samples.xs.len() / samples.d;
+    let Some(costs) = &samples.costs else {
+        return format!("{n} samples; no path costs (probability-flow ODE): no log Z estimate");
+    };
+    let r: Vec<f64> = costs.iter().map(|c| c.r_disc).collect();
+    let e = diffctl_trainer::eval::estimates(&r);
+    match target.and_then(|t| t.log_z()) {
+        Some(z) => format!(
+            "log Z error {:+.4} (importance sampling, {n} paths), ESS {:.3}",
+            e.log_z_is - z,
+            e.ess
+        ),
+        None => format!("log Z_is {:.4} ({n} paths), ESS {:.3}", e.log_z_is, e.ess),
+    }
+}
+
 fn scatter(
     svg: &mut String,
     samples: &Samples,
@@ -140,19 +172,23 @@ fn scatter(
     let (x0, x1) = axis_range(&xs, target.and_then(|t| t.marginal_range(0)));
     let (y0, y1) = axis_range(&ys, target.and_then(|t| t.marginal_range(1)));
 
-    let root = SVGBackend::with_string(svg, (760, 720)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (760, 800)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
-    let mut chart = scatter_axes(&root, title, 20, (x0, x1), (y0, y1))?;
+    let body = root.titled(title, ("sans-serif", 20)).map_err(plot_error)?;
+    let (body, legend) = body.split_vertically(700);
+    let caption = estimates_line(samples, target);
+    let mut chart = scatter_axes(&body, &caption, 15, (x0, x1), (y0, y1))?;
 
+    let mut drawn_levels = Vec::new();
     if let Some(t) = target {
-        let (hx, hy) = ((x1 - x0) / GRID as f64, (y1 - y0) / GRID as f64);
-        // log rho at cell centres, row by row (row r at y0 + (r + 1/2) hy).
-        let logp: Vec<f64> = (0..GRID * GRID)
+        let g = CONTOUR_GRID;
+        let (hx, hy) = ((x1 - x0) / (g - 1) as f64, (y1 - y0) / (g - 1) as f64);
+        // log rho on the grid, row r at y0 + r hy, column c at x0 + c hx.
+        let logp: Vec<f64> = (0..g * g)
             .map(|k| {
-                let (r, c) = (k / GRID, k % GRID);
                 let p = [
-                    (x0 + (c as f64 + 0.5) * hx) as f32,
-                    (y0 + (r as f64 + 0.5) * hy) as f32,
+                    (x0 + (k % g) as f64 * hx) as f32,
+                    (y0 + (k / g) as f64 * hy) as f32,
                 ];
                 t.log_density(&p) as f64
             })
@@ -162,45 +198,169 @@ fn scatter(
             .copied()
             .filter(|v| v.is_finite())
             .fold(f64::NEG_INFINITY, f64::max);
-        // Band 0 is the highest; cells below all bands are left white.
-        let band = |v: f64| ((max - v).floor() as usize).min(BANDS);
-        let mut cells = Vec::new();
-        for r in 0..GRID {
-            // Runs of equal band along the row become one rectangle.
-            let mut c = 0;
-            while c < GRID {
-                let b = band(logp[r * GRID + c]);
-                let start = c;
-                while c < GRID && band(logp[r * GRID + c]) == b {
-                    c += 1;
-                }
-                if b < BANDS {
-                    let shade = 1.0 - b as f64 / BANDS as f64;
-                    let fill = BLUE.mix(0.08 + 0.6 * shade).filled();
-                    let (ya, yb) = (y0 + r as f64 * hy, y0 + (r + 1) as f64 * hy);
-                    let (xa, xb) = (x0 + start as f64 * hx, x0 + c as f64 * hx);
-                    cells.push(Rectangle::new([(xa, ya), (xb, yb)], fill));
-                }
+        for (below, colour) in LEVELS {
+            let to_xy = |(c, r): (f64, f64)| (x0 + c * hx, y0 + r * hy);
+            let lines = contour_lines(&logp, g, max - below);
+            if !lines.is_empty() {
+                drawn_levels.push((below, colour));
+            }
+            for line in lines {
+                chart
+                    .draw_series(LineSeries::new(
+                        line.into_iter().map(to_xy),
+                        colour.stroke_width(2),
+                    ))
+                    .map_err(plot_error)?;
             }
         }
-        chart.draw_series(cells).map_err(plot_error)?;
     }
 
+    let n = samples.xs.len() / 2;
+    let shown = n.min(MAX_POINTS);
     let inside = |&(x, y): &(f64, f64)| x > x0 && x < x1 && y > y0 && y < y1;
-    let points: Vec<(f64, f64)> = samples
-        .xs
+    let points: Vec<(f64, f64)> = samples.xs[..2 * shown]
         .chunks_exact(2)
         .map(|p| (p[0] as f64, p[1] as f64))
         .filter(inside)
         .collect();
+    let dot = RED.mix(0.55).filled();
     chart
-        .draw_series(
-            points
-                .iter()
-                .map(|&p| Circle::new(p, 2, BLACK.mix(0.45).filled())),
-        )
+        .draw_series(points.iter().map(|&p| Circle::new(p, 2, dot)))
+        .map_err(plot_error)?;
+
+    // The legend, below the axes: the contour levels, then the points.
+    let font = ("sans-serif", 14).into_font();
+    let text = |s: &str, x: i32, y: i32| Text::new(s.to_string(), (x, y), font.clone());
+    let (row1, row2) = (18, 44);
+    if !drawn_levels.is_empty() {
+        legend
+            .draw(&text(
+                "target log-density, nats below its peak:",
+                60,
+                row1 - 7,
+            ))
+            .map_err(plot_error)?;
+        for (i, (below, colour)) in drawn_levels.iter().enumerate() {
+            let x = 340 + 95 * i as i32;
+            legend
+                .draw(&PathElement::new(
+                    vec![(x, row1), (x + 28, row1)],
+                    colour.stroke_width(3),
+                ))
+                .map_err(plot_error)?;
+            legend
+                .draw(&text(&format!("{below}"), x + 34, row1 - 7))
+                .map_err(plot_error)?;
+        }
+    }
+    legend
+        .draw(&Circle::new((64, row2), 3, dot))
+        .map_err(plot_error)?;
+    let what = if shown < n {
+        format!("model samples (the first {shown} of {n} drawn)")
+    } else {
+        format!("model samples ({n})")
+    };
+    legend
+        .draw(&text(&what, 76, row2 - 7))
         .map_err(plot_error)?;
     root.present().map_err(plot_error)
+}
+
+/// Contour lines of `values` (a `g x g` grid, row-major, row = y) at
+/// `level`, by marching squares, as polylines in grid coordinates
+/// `(column, row)`. Segments are joined at shared cell edges, so each
+/// closed contour is one polyline.
+fn contour_lines(values: &[f64], g: usize, level: f64) -> Vec<Vec<(f64, f64)>> {
+    let at = |r: usize, c: usize| values[r * g + c];
+    let inside = |r: usize, c: usize| at(r, c) >= level;
+    // Edge ids: 2 (r g + c) for (r, c)-(r, c+1), 2 (r g + c) + 1 for (r, c)-(r+1, c).
+    let h = |r: usize, c: usize| 2 * (r * g + c);
+    let v = |r: usize, c: usize| 2 * (r * g + c) + 1;
+    let point = |e: usize| -> (f64, f64) {
+        let (k, vertical) = (e / 2, e % 2 == 1);
+        let (r, c) = (k / g, k % g);
+        let (a, b) = if vertical {
+            (at(r, c), at(r + 1, c))
+        } else {
+            (at(r, c), at(r, c + 1))
+        };
+        let f = if (b - a).abs() > 0.0 {
+            ((level - a) / (b - a)).clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        if vertical {
+            (c as f64, r as f64 + f)
+        } else {
+            (c as f64 + f, r as f64)
+        }
+    };
+    let mut segments: Vec<(usize, usize)> = Vec::new();
+    for r in 0..g - 1 {
+        for c in 0..g - 1 {
+            // Edges in order bottom, right, top, left; crossed where the ends differ.
+            let edges = [
+                (h(r, c), inside(r, c) != inside(r, c + 1)),
+                (v(r, c + 1), inside(r, c + 1) != inside(r + 1, c + 1)),
+                (h(r + 1, c), inside(r + 1, c) != inside(r + 1, c + 1)),
+                (v(r, c), inside(r, c) != inside(r + 1, c)),
+            ];
+            let crossed: Vec<usize> = edges.iter().filter(|e| e.1).map(|e| e.0).collect();
+            match crossed.len() {
+                2 => segments.push((crossed[0], crossed[1])),
+                4 => {
+                    // A saddle: the centre's side decides the pairing.
+                    let centre = (at(r, c) + at(r, c + 1) + at(r + 1, c) + at(r + 1, c + 1)) / 4.0;
+                    if (centre >= level) == inside(r, c) {
+                        segments.push((crossed[0], crossed[1]));
+                        segments.push((crossed[2], crossed[3]));
+                    } else {
+                        segments.push((crossed[0], crossed[3]));
+                        segments.push((crossed[1], crossed[2]));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // Join segments that share an edge into polylines.
+    let mut by_edge: std::collections::HashMap<usize, Vec<usize>> = Default::default();
+    for (i, &(a, b)) in segments.iter().enumerate() {
+        by_edge.entry(a).or_default().push(i);
+        by_edge.entry(b).or_default().push(i);
+    }
+    let mut used = vec![false; segments.len()];
+    let mut lines = Vec::new();
+    for start in 0..segments.len() {
+        if used[start] {
+            continue;
+        }
+        used[start] = true;
+        let (a, b) = segments[start];
+        let mut chain = std::collections::VecDeque::from([a, b]);
+        for forward in [true, false] {
+            loop {
+                let end = if forward {
+                    chain[chain.len() - 1]
+                } else {
+                    chain[0]
+                };
+                let next = by_edge[&end].iter().copied().find(|&i| !used[i]);
+                let Some(i) = next else { break };
+                used[i] = true;
+                let (p, q) = segments[i];
+                let other = if p == end { q } else { p };
+                if forward {
+                    chain.push_back(other);
+                } else {
+                    chain.push_front(other);
+                }
+            }
+        }
+        lines.push(chain.into_iter().map(point).collect());
+    }
+    lines
 }
 
 fn histograms(

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::output::note;
+
 pub struct Reporter {
     bar: Option<ProgressBar>,
     every: usize,
@@ -44,13 +46,26 @@ impl Reporter {
                 bar.set_message(msg());
             }
             None if iteration % self.every == 0 || iteration == iterations => {
-                eprintln!(
+                note!(
                     "iteration {iteration:>6}/{iterations}  {}  ({:.1} s)",
                     msg(),
                     elapsed.as_secs_f64()
                 );
             }
             None => {}
+        }
+    }
+
+    /// Whether progress shows as a bar (a terminal) rather than log lines.
+    pub fn is_bar(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// A line of its own, above the bar when there is one.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => note!("{line}"),
         }
     }
 

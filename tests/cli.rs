@@ -2,86 +2,18 @@
 //! `error: ...` and a non-zero exit; good ones give the runtime's samples,
 //! bit for bit.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use diffctl_runtime::hex::write_sample_line;
-use diffctl_runtime::normal::{fill_normals, stream};
 use diffctl_runtime::prelude::*;
-use diffctl_runtime::weights::encode;
 use diffctl_trainer::target::Known;
 
 mod common;
 
-use common::{diffctl, fails, fails_with, ok, stderr};
+use common::{diffctl, fails, fails_with, hex_bits, ok, runtime_hex, stderr, weights_file};
 
 /// A fresh, empty directory for one test.
 fn temp_dir(name: &str) -> PathBuf {
     common::temp_dir("cli", name)
-}
-
-/// A small weights file with pseudo-random parameters (the runtime's own
-/// streams), so the network's arithmetic shows in every sample.
-fn weights_file(dir: &Path, name: &str, target: Option<TargetSpec>, d: u32) -> PathBuf {
-    let header = Header {
-        sampler: SamplerKind::Dis,
-        shape: NetworkShape {
-            d,
-            channels: 16,
-            layers: 3,
-            score_term: target.is_some(),
-        },
-        sde: Sde::default(),
-        grid: TimeGrid::Uniform,
-        steps: 30,
-        integrator: Integrator::EulerMaruyama,
-        prior_nu: 1.0,
-        score_clip: 100.0,
-        target,
-        dtype: Dtype::F32,
-    };
-    let mut params = vec![0.0f32; header.param_count()];
-    fill_normals(&mut stream(7, 0), &mut params);
-    params.iter_mut().for_each(|p| *p *= 0.05);
-    let path = dir.join(name);
-    std::fs::write(&path, encode(&header, &params).unwrap()).unwrap();
-    path
-}
-
-/// The device-check lines of samples `first .. first + n` under `seed`,
-/// drawn with the runtime directly (one lockstep batch).
-fn runtime_hex(path: &Path, seed: u64, first: u64, n: usize) -> String {
-    let bytes = std::fs::read(path).unwrap();
-    let model = Model::parse(&bytes).unwrap();
-    let header = model.header;
-    let mut params = vec![0.0f32; header.param_count()];
-    model.params_into(&mut params).unwrap();
-    let net = NetworkRef::from_flat(header.shape, &params).unwrap();
-    let target = model.target();
-    let sampler = header.sampler(net, target, None, None).unwrap();
-    let d = header.shape.d as usize;
-    let mut xs = vec![0.0f32; n * d];
-    let mut paths = vec![PathState::default(); n];
-    let mut work = vec![0.0f32; sampler.work_len()];
-    sampler
-        .sample(seed, first, &mut xs, &mut paths, &mut work)
-        .unwrap();
-    let mut out = String::new();
-    for (i, x) in xs.chunks_exact(d).enumerate() {
-        write_sample_line(&mut out, seed, first + i as u64, x).unwrap();
-    }
-    out
-}
-
-/// Parses hex lines back into `f32` bits, row by row.
-fn hex_bits(text: &str) -> Vec<Vec<u32>> {
-    text.lines()
-        .map(|l| {
-            l.split(' ')
-                .skip(2)
-                .map(|h| u32::from_str_radix(h, 16).unwrap())
-                .collect()
-        })
-        .collect()
 }
 
 #[test]
@@ -174,10 +106,6 @@ fn bad_inputs_give_one_line_errors() {
         "invalid value 'many' for '--n",
     );
     fails_with(
-        &["sample", gmm, "--n", "99999999999999", "--seed", "0"],
-        "more than this command draws at once",
-    );
-    fails_with(
         &[
             "sample",
             gmm,
@@ -189,10 +117,6 @@ fn bad_inputs_give_one_line_errors() {
             "18446744073709551615",
         ],
         "overflow a 64-bit index",
-    );
-    fails_with(
-        &["sample", gmm, "--n", "3"],
-        "required arguments were not provided: --seed",
     );
     fails_with(
         &[
@@ -667,6 +591,8 @@ fn train_then_sample_reproduces_the_final_evaluation() {
         eval_every: 10,
         eval_samples: 256,
         seed: 3,
+        // The command's default integrator.
+        integrator: Integrator::Exponential,
         ..TrainConfig::default()
     };
     let gmm = Known::preset("gmm").unwrap();
@@ -754,7 +680,8 @@ fn divergence_is_an_error() {
 }
 
 /// `diffctl demo --quick`: the README's main job on a smoke-test budget
-/// (about 10 s on 2 cores), end to end.
+/// (28 s measured on a shared 2-core machine, README), end to end; the
+/// plot carries the log Z error and the ESS and stays small.
 #[test]
 fn quick_demo_writes_weights_and_plot() {
     let dir = temp_dir("demo");
@@ -782,8 +709,9 @@ fn quick_demo_writes_weights_and_plot() {
     let bytes = std::fs::read(dir.join("gmm.dcw")).unwrap();
     let header = Model::parse(&bytes).unwrap().header;
     assert_eq!(header.target, Some(TargetSpec::Gmm));
-    assert!(std::fs::read_to_string(dir.join("gmm.svg"))
-        .unwrap()
-        .starts_with("<svg"));
+    let svg = std::fs::read_to_string(dir.join("gmm.svg")).unwrap();
+    assert!(svg.starts_with("<svg"));
+    assert!(svg.contains("log Z error") && svg.contains("ESS"));
+    assert!(svg.len() < 400_000, "{} bytes", svg.len());
     std::fs::remove_dir_all(&dir).unwrap();
 }

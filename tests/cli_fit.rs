@@ -107,7 +107,7 @@ fn fit_then_inspect_sample_eval_and_plot() {
         "--threads",
         "1",
     ]);
-    let nats = field(&bound, "nats per dim");
+    let nats = field(&bound, "NLL per dim");
     let se = field(&bound, "std error");
     assert!(nats.is_finite() && se.is_finite() && se > 0.0, "{bound}");
     assert!(bound.contains("points           300 (d = 2"), "{bound}");
@@ -131,7 +131,7 @@ fn fit_then_inspect_sample_eval_and_plot() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["n"], 400);
     assert_eq!(v["d"], 2);
-    assert!(v["nats_per_dim"].as_f64().unwrap().is_finite(), "{json}");
+    assert!(v["nll_per_dim"].as_f64().unwrap().is_finite(), "{json}");
     assert!(v["std_error"].as_f64().unwrap().is_finite(), "{json}");
 
     // Without data or a target, eval has nothing to compare with (the existing error).

@@ -3,21 +3,23 @@
 //! bar, Ctrl-C handling (the best weights so far are written) and an atomic
 //! weights file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::dsm::{fit_with_stop, FitConfig, FitOutcome, FitProgress};
 use diffctl_trainer::eval::{sample_params, SampleOptions};
+use serde::Deserialize;
 
 use crate::args::{check_threads, MAX_FLOATS};
 use crate::commands::plot::{check_svg_path, write_versus};
 use crate::commands::train::{stop_flag, DtypeArg};
 use crate::datasets::{subset, Purpose, Source};
 use crate::error::{Error, Result};
-use crate::io;
+use crate::output::{self, note, say};
 use crate::progress;
+use crate::{config, io};
 
 /// Default number of generated samples of `toy:` data.
 const TOY_N: usize = 20_000;
@@ -34,44 +36,46 @@ pub struct FitArgs {
     /// checkerboard, 8gaussians, swissroll, or a target preset such as gmm).
     #[arg(long, value_name = "FILE|toy:NAME")]
     pub data: String,
-    /// Number of samples generated for toy:NAME data.
+    /// Number of samples generated for toy:NAME data [default: 20000].
     #[arg(long, short = 'n', value_name = "N")]
     pub n: Option<usize>,
     /// TOML file of settings (keys of dsm::FitConfig); flags override it.
+    /// The defaults below are those of a run without one.
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
-    /// Weights file to write (default: out/<data name>.dcw).
+    /// Weights file to write [default: out/<data name>.dcw].
     #[arg(long, short = 'o', value_name = "PATH")]
     pub out: Option<PathBuf>,
-    /// Training iterations (at most; early stopping may end sooner).
-    #[arg(long)]
+    /// Training iterations (at most; early stopping may end sooner) [default: 4000].
+    #[arg(long, value_name = "N")]
     pub iterations: Option<usize>,
-    /// Samples per iteration.
-    #[arg(long)]
+    /// Samples per iteration [default: 1024].
+    #[arg(long, value_name = "N")]
     pub batch: Option<usize>,
-    /// Seed of the split, the initialisation, the batches (and toy data).
-    #[arg(long)]
+    /// Seed of the split, the initialisation, the batches (and toy data) [default: 0].
+    #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
-    /// Worker threads (the weights depend on it; the samples of a file do not).
-    #[arg(long)]
+    /// Worker threads; the weights depend on it, the samples of a file do
+    /// not [default: all cores].
+    #[arg(long, value_name = "T")]
     pub threads: Option<usize>,
-    /// Share of the data held out for validation, in (0, 1).
+    /// Share of the data held out for validation, in (0, 1) [default: 0.1].
     #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
     pub validation: Option<f64>,
-    /// Stop after this many validations without improvement (0: never early).
+    /// Stop after this many validations without improvement (0: never early) [default: 10].
     #[arg(long, value_name = "N")]
     pub patience: Option<usize>,
-    /// Channels C of the control network.
-    #[arg(long)]
+    /// Channels C of the control network [default: 64].
+    #[arg(long, value_name = "C")]
     pub channels: Option<u32>,
-    /// Layers L of the control network.
-    #[arg(long)]
+    /// Layers L of the control network [default: 4].
+    #[arg(long, value_name = "L")]
     pub layers: Option<u32>,
-    /// Peak learning rate.
-    #[arg(long, allow_negative_numbers = true)]
+    /// Peak learning rate [default: 2e-3].
+    #[arg(long, value_name = "LR", allow_negative_numbers = true)]
     pub lr: Option<f32>,
-    /// Storage type of the weights file.
-    #[arg(long, value_enum)]
+    /// Storage type of the weights file [default: f32].
+    #[arg(long, value_enum, value_name = "TYPE")]
     pub dtype: Option<DtypeArg>,
     /// Also plot the data against samples of the fitted model (SVG).
     #[arg(long, value_name = "PATH.svg")]
@@ -84,8 +88,10 @@ pub fn build_config(args: &FitArgs) -> Result<FitConfig> {
         Some(path) => {
             let text = String::from_utf8(io::read(path)?)
                 .map_err(|_| Error::new(format!("{}: not UTF-8 text", path.display())))?;
-            toml::from_str::<FitConfig>(&text)
-                .map_err(|e| Error::new(format!("{}: {e}", path.display())))?
+            let what = path.display().to_string();
+            let table = config::normalise_names(&text, &what)?;
+            FitConfig::deserialize(toml::Value::Table(table))
+                .map_err(|e| Error::new(format!("{what}: {e}")))?
         }
         None => FitConfig::default(),
     };
@@ -137,8 +143,37 @@ pub fn run(args: &FitArgs) -> Result<ExitCode> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("out/{}.dcw", source.name())));
+    // Every output is checked before the data are read and the first iteration.
+    let mut outputs: Vec<(&str, &Path)> = vec![("weights file", &out)];
+    if let Some(p) = &args.plot {
+        outputs.push(("plot", p));
+    }
+    let mut inputs: Vec<(&str, &Path)> = Vec::new();
+    if let Source::File(f) = &source {
+        inputs.push(("data file", f));
+    }
+    if let Some(c) = &args.config {
+        inputs.push(("configuration file", c));
+    }
+    output::check_distinct(&inputs, &outputs)?;
+    for (what, path) in &outputs {
+        output::check_writable(path, what)?;
+    }
     let data = source.load(args.n.unwrap_or(TOY_N), cfg.seed, Purpose::Fit)?;
     let d = data.d;
+    if data.len() < 2 * cfg.batch {
+        let n_train = data
+            .split(cfg.validation_fraction, cfg.seed)
+            .map_or(0, |(train, _)| train.len());
+        if n_train < cfg.batch {
+            note!(
+                "warning: {} training rows (of {}) are fewer than the batch of {}: every batch repeats rows; a smaller --batch or more data fit better",
+                n_train,
+                data.len(),
+                cfg.batch
+            );
+        }
+    }
     // The widest activation of a batch, d or C floats per sample.
     let width = d.max(cfg.channels as usize);
     if cfg.batch.checked_mul(width).is_none_or(|f| f > MAX_FLOATS) {
@@ -153,7 +188,7 @@ pub fn run(args: &FitArgs) -> Result<ExitCode> {
         .map_err(|e| Error::new(format!("invalid configuration: {e}")))?;
     // Ctrl-C is caught from here on (before the first line, which callers may wait for).
     let stop = stop_flag()?;
-    eprintln!(
+    note!(
         "fitting DSM to {}: up to {} iterations, batch {}, C = {}, L = {}, {} threads",
         source.describe(&data),
         cfg.iterations,
@@ -169,15 +204,16 @@ pub fn run(args: &FitArgs) -> Result<ExitCode> {
     reporter.finish();
     let outcome = result.map_err(|e| Error::new(e.to_string()))?;
 
-    io::write_atomic(&out, &outcome.weights)?;
-    print!("{}", summary(&outcome, &source.describe(&data)));
-    println!(
+    // The weights first: nothing printed below can lose them.
+    let saved = output::save_weights(&out, &outcome.weights)?;
+    output::out(&summary(&outcome, &source.describe(&data)));
+    say!(
         "weights          {} ({} bytes)",
-        out.display(),
+        saved.path.display(),
         outcome.weights.len()
     );
     if outcome.interrupted {
-        eprintln!(
+        note!(
             "interrupted after {} iterations: the weights are the best validated ones so far",
             outcome.iterations
         );
@@ -195,7 +231,10 @@ pub fn run(args: &FitArgs) -> Result<ExitCode> {
             .file_name()
             .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
         write_versus(p, &shown, &samples, None, &label, &source.name())?;
-        println!("plot             {}", p.display());
+        say!("plot             {}", p.display());
+    }
+    if let Some(e) = saved.error(&out) {
+        return Err(e);
     }
     Ok(if outcome.interrupted {
         ExitCode::from(130)

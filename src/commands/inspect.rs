@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use diffctl_runtime::prelude::*;
 
-use crate::args::describe_target;
+use crate::args::{describe_target, integrator_names};
 use crate::error::{Error, Result};
 use crate::io;
 
@@ -55,7 +55,15 @@ pub fn describe(bytes: &[u8]) -> Result<String, DecodeError> {
     line(&mut s, "sde", sde_text(&h.sde));
     line(&mut s, "grid", format!("{:?}", h.grid).to_lowercase());
     line(&mut s, "steps", format!("{} (default K)", h.steps));
-    line(&mut s, "integrator", integrator_name(h.integrator).into());
+    line(
+        &mut s,
+        "integrator",
+        format!(
+            "{} ({}; the default of sample, eval and plot)",
+            integrator_names(h.integrator),
+            integrator_name(h.integrator)
+        ),
+    );
     line(
         &mut s,
         "prior",
@@ -97,8 +105,8 @@ pub fn sampler_name(k: SamplerKind) -> &'static str {
 pub fn integrator_name(i: Integrator) -> &'static str {
     match i {
         Integrator::EulerMaruyama => "Euler-Maruyama",
-        Integrator::Exponential => "exponential",
-        Integrator::ProbabilityFlow => "probability-flow ODE",
+        Integrator::Exponential => "exponential: linear drift and noise exact",
+        Integrator::ProbabilityFlow => "probability-flow ODE, no path cost",
     }
 }
 

@@ -12,6 +12,7 @@ use diffctl_trainer::target::TrainTarget;
 use crate::args::{model_target, sample_options, RunArgs, TargetArgs};
 use crate::datasets::{check_dim, subset, Purpose, Source};
 use crate::error::{Error, Result};
+use crate::output::{self, note};
 use crate::{io, plot};
 
 #[derive(Args, Debug)]
@@ -20,19 +21,19 @@ pub struct PlotArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Number of samples.
-    #[arg(long, short = 'n', default_value_t = 5_000)]
+    /// Number of samples (a 2-d scatter draws the first 2000).
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 5_000)]
     pub n: usize,
     /// Seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
     #[command(flatten)]
     pub run: RunArgs,
-    /// Output file, .svg (default: FILE with the extension .svg).
+    /// Output file, .svg [default: FILE with the extension .svg].
     #[arg(long, short = 'o', value_name = "PATH")]
     pub out: Option<PathBuf>,
-    /// Coordinates whose marginals to plot, e.g. 0,1,5 (default: a 2-d
-    /// scatter when d = 2, else the first four).
+    /// Coordinates whose marginals to plot, e.g. 0,1,5 [default: a 2-d
+    /// scatter when d = 2, else the first four].
     #[arg(long, value_delimiter = ',', value_name = "I,J,...")]
     pub coords: Option<Vec<usize>>,
     /// Data to draw the samples against (CSV, .npy or toy:NAME); up to --n
@@ -51,6 +52,7 @@ pub fn run(args: &PlotArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| args.file.with_extension("svg"));
     check_svg_path(&out)?;
+    output::check_distinct(&[("weights file", &args.file)], &[("plot", &out)])?;
     let bytes = io::read(&args.file)?;
     let model =
         Model::parse(&bytes).map_err(|e| Error::new(format!("{}: {e}", args.file.display())))?;
@@ -58,6 +60,11 @@ pub fn run(args: &PlotArgs) -> Result<()> {
     let target = model_target(&args.target, &model)?;
     let target = target.as_deref();
     let d = header.shape.d as usize;
+    // Everything that can be refused is refused before sampling.
+    if let Some(coords) = &args.coords {
+        plot::check_coords(coords, d)?;
+    }
+    output::check_writable(&out, "plot")?;
     let opts = sample_options(args.n, args.seed, 0, d, &args.run)?;
     let name = args
         .file
@@ -77,12 +84,12 @@ pub fn run(args: &PlotArgs) -> Result<()> {
             &name,
             &source.name(),
         )?;
-        eprintln!("wrote {}", out.display());
+        note!("wrote {}", out.display());
         return Ok(());
     }
     let samples = sample_file(&bytes, target, &opts)?;
     write(&out, &samples, target, args.coords.as_deref(), &name)?;
-    eprintln!("wrote {}", out.display());
+    note!("wrote {}", out.display());
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! `diffctl train`: trains a sampler on a built-in target, with a progress
 //! bar, Ctrl-C handling (checkpoint, then stop) and an atomic weights file.
 
+use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,11 +14,12 @@ use diffctl_trainer::train::{self, Loss, Progress, RunOptions, TrainConfig, Trai
 use diffctl_trainer::target::TrainTarget;
 
 use crate::args::{
-    check_threads, target_spec, ChosenTarget, CostArg, GridArg, IntegratorArg, TargetArgs,
-    TargetParams, MAX_FLOATS,
+    check_threads, integrator_names, target_spec, ChosenTarget, CostArg, GridArg, IntegratorArg,
+    TargetArgs, TargetParams, DEFAULT_INTEGRATOR, MAX_FLOATS,
 };
 use crate::commands::plot::{check_svg_path, write as write_plot};
 use crate::error::{Error, Result};
+use crate::output::{self, note, say};
 use crate::progress;
 use crate::{config, io};
 
@@ -25,44 +27,46 @@ use crate::{config, io};
 pub struct TrainArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// TOML file of settings (keys of TrainConfig); flags override it.
+    /// TOML file of settings (keys of TrainConfig); flags override it. The
+    /// defaults below are those of a run without one.
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
-    /// Sampler to train (PIS uses its Brownian reference SDE).
-    #[arg(long, value_enum)]
+    /// Sampler to train (PIS uses its Brownian reference SDE) [default: dis].
+    #[arg(long, value_enum, value_name = "NAME")]
     pub sampler: Option<SamplerArg>,
-    /// Loss: log-variance (lv) or KL.
-    #[arg(long, value_enum)]
+    /// Loss: lv|log-variance or kl [default: lv].
+    #[arg(long, value_enum, value_name = "NAME", hide_possible_values = true)]
     pub loss: Option<LossArg>,
-    /// Path cost of the loss and the evaluations.
-    #[arg(long, value_enum)]
+    /// Path cost of the loss and the evaluations [default: discrete].
+    #[arg(long, value_enum, value_name = "NAME")]
     pub cost: Option<CostArg>,
-    /// Paths per iteration.
-    #[arg(long)]
+    /// Paths per iteration [default: 512].
+    #[arg(long, value_name = "N")]
     pub batch: Option<usize>,
-    /// Steps K of the time grid.
+    /// Steps K of the time grid [default: 100].
     #[arg(long, value_name = "K")]
     pub steps: Option<usize>,
-    /// Integrator of the rollouts (and the file's default).
-    #[arg(long, value_enum)]
+    /// Integrator of the rollouts and the file's default: em|euler-maruyama,
+    /// exp|exponential, flow|probability-flow [default: exp].
+    #[arg(long, value_enum, value_name = "NAME", hide_possible_values = true)]
     pub integrator: Option<IntegratorArg>,
-    /// Training iterations.
-    #[arg(long)]
+    /// Training iterations [default: 2000].
+    #[arg(long, value_name = "N")]
     pub iterations: Option<usize>,
-    /// Initial learning rate (cosine decay to lr_final).
-    #[arg(long, allow_negative_numbers = true)]
+    /// Initial learning rate, cosine decay to --lr-final [default: 5e-3].
+    #[arg(long, value_name = "LR", allow_negative_numbers = true)]
     pub lr: Option<f32>,
-    /// Final learning rate of the cosine decay.
-    #[arg(long, allow_negative_numbers = true)]
+    /// Final learning rate of the cosine decay [default: 1e-4].
+    #[arg(long, value_name = "LR", allow_negative_numbers = true)]
     pub lr_final: Option<f32>,
-    /// Time grid of the rollouts (and the file's default).
-    #[arg(long, value_enum)]
+    /// Time grid of the rollouts and the file's default [default: uniform].
+    #[arg(long, value_enum, value_name = "NAME")]
     pub grid: Option<GridArg>,
-    /// Standard deviation nu of the prior N(0, nu^2 I) of X_0.
-    #[arg(long, allow_negative_numbers = true)]
+    /// Standard deviation nu of the prior N(0, nu^2 I) of X_0 [default: 1].
+    #[arg(long, value_name = "NU", allow_negative_numbers = true)]
     pub prior_nu: Option<f32>,
-    /// Clamp of the target score inside the control (inf: none).
-    #[arg(long, allow_negative_numbers = true)]
+    /// Clamp of the target score inside the control (inf: none) [default: 100].
+    #[arg(long, value_name = "CLIP", allow_negative_numbers = true)]
     pub score_clip: Option<f32>,
     /// Off-policy exploration of the log-variance loss: scale of the training
     /// paths' noise at the start, decaying to 1 (1: on-policy) [default: 2
@@ -73,34 +77,35 @@ pub struct TrainArgs {
     /// Fraction of the run over which the exploration decays to 1 [default: 0.25].
     #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
     pub explore_decay: Option<f32>,
-    /// Channels C of the control network.
-    #[arg(long)]
+    /// Channels C of the control network [default: 64].
+    #[arg(long, value_name = "C")]
     pub channels: Option<u32>,
-    /// Layers L of the control network.
-    #[arg(long)]
+    /// Layers L of the control network [default: 4].
+    #[arg(long, value_name = "L")]
     pub layers: Option<u32>,
-    /// Seed of the initialisation, the rollouts and the final evaluation.
-    #[arg(long)]
+    /// Seed of the initialisation, the rollouts and the final evaluation [default: 0].
+    #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
-    /// Worker threads (the weights depend on it; the samples of a file do not).
-    #[arg(long)]
+    /// Worker threads; the weights depend on it, the samples of a file do
+    /// not [default: all cores].
+    #[arg(long, value_name = "T")]
     pub threads: Option<usize>,
-    /// Evaluate every N iterations (0: only at the end).
+    /// Evaluate every N iterations (0: only at the end) [default: 100].
     #[arg(long, value_name = "N")]
     pub eval_every: Option<usize>,
-    /// Paths of the final evaluation.
+    /// Paths of the final evaluation (periodic ones use at most 4096) [default: 10000].
     #[arg(long, value_name = "N")]
     pub eval_samples: Option<usize>,
-    /// Storage type of the weights file.
-    #[arg(long, value_enum)]
+    /// Storage type of the weights file [default: f32].
+    #[arg(long, value_enum, value_name = "TYPE")]
     pub dtype: Option<DtypeArg>,
-    /// Weights file to write (default: out/<target>.dcw).
+    /// Weights file to write [default: out/<target>.dcw].
     #[arg(long, short = 'o', value_name = "PATH")]
     pub out: Option<PathBuf>,
     /// Checkpoint file (written atomically; also on Ctrl-C).
     #[arg(long, value_name = "PATH")]
     pub checkpoint: Option<PathBuf>,
-    /// Write a checkpoint every N iterations (0: only at the end).
+    /// Write a checkpoint every N iterations (0: only at the end) [default: 200].
     #[arg(long, value_name = "N", requires = "checkpoint")]
     pub checkpoint_every: Option<usize>,
     /// Continue from --checkpoint if it exists (same configuration).
@@ -118,10 +123,12 @@ pub enum SamplerArg {
     Dds,
 }
 
+/// `--loss`: a short and a long name, accepted everywhere (flags and TOML)
+/// and listed as [`LOSS_NAMES`].
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LossArg {
     /// Log-variance: variance of the path cost over the batch.
-    #[value(alias = "log-variance")]
+    #[value(name = "lv", alias = "log-variance")]
     Lv,
     /// KL: mean path cost, differentiated through the trajectory.
     Kl,
@@ -149,7 +156,10 @@ pub fn build_config(args: &TrainArgs) -> Result<(TrainConfig, ChosenTarget)> {
             (file.config, file.target, base, stem)
         }
         None => (
-            TrainConfig::default(),
+            TrainConfig {
+                integrator: DEFAULT_INTEGRATOR,
+                ..TrainConfig::default()
+            },
             None,
             PathBuf::from("."),
             String::new(),
@@ -265,31 +275,63 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("out/{}.dcw", chosen.name)));
+    // Every output is checked before the first iteration.
     if let Some(p) = &args.plot {
         check_svg_path(p)?;
     }
-    eprintln!(
-        "training {} ({}) on {}: {} iterations, batch {}, K = {}, {} threads",
+    let mut outputs: Vec<(&str, &Path)> = vec![("weights file", &out)];
+    if let Some(c) = &args.checkpoint {
+        outputs.push(("checkpoint", c));
+    }
+    if let Some(p) = &args.plot {
+        outputs.push(("plot", p));
+    }
+    let inputs: Vec<(&str, &Path)> = args
+        .config
+        .iter()
+        .map(|c| ("configuration file", c.as_path()))
+        .collect();
+    output::check_distinct(&inputs, &outputs)?;
+    for (what, path) in &outputs {
+        output::check_writable(path, what)?;
+    }
+    note!(
+        "training {} ({}) on {}: {} iterations, batch {}, K = {}, integrator {}, {} threads",
         sampler_short(cfg.sampler),
         loss_name(cfg.loss),
         chosen.description,
         cfg.iterations,
         cfg.batch,
         cfg.steps,
+        integrator_names(cfg.integrator),
         cfg.threads
     );
     let outcome = train_with_progress(&cfg, &*chosen.target, args.checkpoint.clone(), args.resume)?;
-    print!("{}", outcome.report);
-    finish(&outcome, &out, args.checkpoint.as_deref())?;
+    // The weights first: nothing printed below can lose them.
+    let saved = output::save_weights(&out, &outcome.weights)?;
+    output::out(&outcome.report.to_string());
+    finish(&outcome, &saved, args.checkpoint.as_deref());
     if let Some(p) = &args.plot {
-        write_plot(
+        let drawn = write_plot(
             p,
             &outcome.samples,
             Some(&*chosen.target),
             None,
-            &file_label(&out),
-        )?;
-        println!("plot             {}", p.display());
+            &file_label(&saved.path),
+        );
+        match (drawn, saved.error(&out)) {
+            (Ok(()), _) => say!("plot             {}", p.display()),
+            (Err(e), None) => {
+                return Err(Error::new(format!(
+                    "{e} (the weights are saved in {})",
+                    saved.path.display()
+                )))
+            }
+            (Err(e), Some(_)) => note!("error: {e}"),
+        }
+    }
+    if let Some(e) = saved.error(&out) {
+        return Err(e);
     }
     Ok(if outcome.interrupted {
         ExitCode::from(130)
@@ -319,30 +361,28 @@ pub fn loss_name(l: Loss) -> &'static str {
     }
 }
 
-/// Writes the weights and says where they and the checkpoint went.
-pub fn finish(outcome: &TrainOutcome, out: &Path, checkpoint: Option<&Path>) -> Result<()> {
-    io::write_atomic(out, &outcome.weights)?;
-    println!(
+/// Says where the weights (already written) and the checkpoint went.
+pub fn finish(outcome: &TrainOutcome, saved: &output::Saved, checkpoint: Option<&Path>) {
+    say!(
         "weights          {} ({} bytes, {} iterations in {:.1} s)",
-        out.display(),
+        saved.path.display(),
         outcome.weights.len(),
         outcome.iterations,
         outcome.seconds
     );
     if let Some(c) = checkpoint {
-        println!("checkpoint       {}", c.display());
+        say!("checkpoint       {}", c.display());
     }
     if outcome.interrupted {
         let hint = match checkpoint {
             Some(c) => format!("; continue with --resume --checkpoint {}", c.display()),
             None => String::new(),
         };
-        eprintln!(
+        note!(
             "interrupted after {} iterations: the weights are those of that point{hint}",
             outcome.iterations
         );
     }
-    Ok(())
 }
 
 /// The flag Ctrl-C sets: the trainer checkpoints and returns at the next
@@ -356,7 +396,7 @@ pub(crate) fn stop_flag() -> Result<&'static AtomicBool> {
                 if STOP.swap(true, Ordering::SeqCst) {
                     std::process::exit(130);
                 }
-                eprintln!("\nstopping after this iteration (Ctrl-C again to quit at once)");
+                note!("\nstopping after this iteration (Ctrl-C again to quit at once)");
             })
             .map_err(|e| format!("cannot catch Ctrl-C: {e}"))
         })
@@ -366,34 +406,99 @@ pub(crate) fn stop_flag() -> Result<&'static AtomicBool> {
 }
 
 /// Runs the trainer with a progress bar on a terminal, or a line every 5%
-/// of the iterations otherwise (logs, CI).
+/// of the iterations otherwise (logs, CI). A resumed run says from which
+/// iteration it continues.
 pub fn train_with_progress(
     cfg: &TrainConfig,
     target: &dyn TrainTarget,
     checkpoint: Option<PathBuf>,
     resume: bool,
 ) -> Result<TrainOutcome> {
+    if let (true, Some(c)) = (resume, &checkpoint) {
+        if c.exists() {
+            note!("resuming from checkpoint {}", c.display());
+        } else {
+            note!("no checkpoint {} yet: starting at iteration 0", c.display());
+        }
+    }
     let run = RunOptions {
-        checkpoint,
+        checkpoint: checkpoint.clone(),
         resume,
         stop: Some(stop_flag()?),
     };
     let mut report = progress::Reporter::new(cfg.iterations);
+    let mut line = ProgressLine::new(cfg.eval_every);
+    let mut first = true;
     let result = train::train(cfg, target, &run, &mut |p| {
-        report.update(p.iteration, p.iterations, p.elapsed, || progress_message(p))
+        if std::mem::take(&mut first) && p.iteration > 1 {
+            report.println(&format!(
+                "resumed at iteration {} of {}",
+                p.iteration - 1,
+                p.iterations
+            ));
+        }
+        let bar = report.is_bar();
+        report.update(p.iteration, p.iterations, p.elapsed, || {
+            line.message(p, bar)
+        })
     });
     report.finish();
-    result.map_err(|e| Error::new(e.to_string()))
+    let outcome = result.map_err(|e| Error::new(e.to_string()))?;
+    if first && resume && checkpoint.as_ref().is_some_and(|c| c.exists()) {
+        note!(
+            "resumed at iteration {}: the checkpoint had finished the run",
+            outcome.iterations
+        );
+    }
+    Ok(outcome)
 }
 
-/// The training progress line: loss, gradient norm, learning rate, latest log Z_is.
-fn progress_message(p: &Progress) -> String {
-    let log_z = p
-        .last_eval
-        .as_ref()
-        .map_or("-".to_string(), |r| format!("{:+.4}", r.estimates.log_z_is));
-    format!(
-        "loss {:.4e}  |g| {:.3}  lr {:.2e}  log Z_is {log_z}",
-        p.loss, p.grad_norm, p.lr
-    )
+/// The training progress line: loss, gradient norm, learning rate, and the
+/// latest periodic estimate of log Z with its ESS and the iteration it was
+/// computed at (on log lines, only the first time it is shown).
+struct ProgressLine {
+    eval_every: usize,
+    shown: Option<usize>,
+}
+
+impl ProgressLine {
+    fn new(eval_every: usize) -> Self {
+        ProgressLine {
+            eval_every,
+            shown: None,
+        }
+    }
+
+    fn message(&mut self, p: &Progress, repeat: bool) -> String {
+        let mut s = format!(
+            "loss {:.4e}  |g| {:.3}  lr {:.2e}",
+            p.loss, p.grad_norm, p.lr
+        );
+        if let (Some(r), Some(at)) = (&p.last_eval, eval_iteration(p, self.eval_every)) {
+            if repeat || self.shown != Some(at) {
+                self.shown = Some(at);
+                let _ = write!(
+                    s,
+                    "  log Z_is {:+.4} (ESS {:.3}, at iteration {at})",
+                    r.estimates.log_z_is, r.estimates.ess
+                );
+            }
+        }
+        s
+    }
+}
+
+/// The iteration of the trainer's latest periodic evaluation: after each
+/// multiple of `eval_every` iterations, except the last (the final
+/// evaluation is reported separately).
+fn eval_iteration(p: &Progress, eval_every: usize) -> Option<usize> {
+    if eval_every == 0 || p.iteration < eval_every {
+        return None;
+    }
+    let at = p.iteration / eval_every * eval_every;
+    Some(if at >= p.iterations {
+        at - eval_every
+    } else {
+        at
+    })
 }

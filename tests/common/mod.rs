@@ -3,74 +3,74 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long one `diffctl` run may take before the test fails (and the
-/// process is killed): a hang must fail, not stall CI. The slowest run in
-/// these tests (`demo --quick`) takes about 20 s on one core; override with
-/// `DIFFCTL_TEST_TIMEOUT_SECS`.
-pub fn process_timeout() -> Duration {
-    let secs = std::env::var("DIFFCTL_TEST_TIMEOUT_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    Duration::from_secs(secs)
+use diffctl_runtime::hex::write_sample_line;
+use diffctl_runtime::normal::{fill_normals, stream};
+use diffctl_runtime::prelude::*;
+use diffctl_runtime::weights::encode;
+
+/// Longest any one `diffctl` run of a test may take before it is killed
+/// and the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The built `diffctl`, not yet started.
+pub fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_diffctl"));
+    c.args(args);
+    c
 }
 
-/// Waits for `child` at most `limit`; on time-out kills it (and reaps it)
-/// and returns `None`.
-pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("waiting for a child process") {
-            return Some(status);
-        }
-        if start.elapsed() >= limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Reads a pipe to its end on a thread (so a full pipe cannot block the child).
-pub fn drain<R: Read + Send + 'static>(pipe: R) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut pipe = pipe;
-        let mut out = Vec::new();
-        let _ = pipe.read_to_end(&mut out);
-        out
-    })
-}
-
-/// Runs the built `diffctl` with `args`; panics (after killing it) if it
-/// runs longer than [`process_timeout`].
+/// Runs the built `diffctl` with `args` (killed after [`TIMEOUT`]).
 pub fn diffctl(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_diffctl"))
-        .args(args)
+    run(&mut command(args), TIMEOUT)
+}
+
+/// Runs `cmd` to the end with its output captured; kills it and panics
+/// after `timeout`.
+pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the diffctl binary runs");
-    let out = drain(child.stdout.take().unwrap());
-    let err = drain(child.stderr.take().unwrap());
-    let limit = process_timeout();
-    let status = wait_timeout(&mut child, limit);
-    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
-    let Some(status) = status else {
-        panic!(
-            "diffctl {args:?} did not finish within {limit:?} (killed); stderr: {}",
-            String::from_utf8_lossy(&stderr)
-        );
-    };
+    // Drain both pipes while waiting, so a full pipe cannot stall the child.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let status = wait(&mut child, timeout);
     Output {
         status,
-        stdout,
-        stderr,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Waits for `child`; kills it and panics after `timeout`.
+pub fn wait(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for diffctl") {
+            return status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("diffctl took longer than {timeout:?} and was killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -120,6 +120,71 @@ pub fn temp_dir(group: &str, name: &str) -> PathBuf {
     dir
 }
 
+/// A small weights file with pseudo-random parameters (the runtime's own
+/// streams), so the network's arithmetic shows in every sample.
+pub fn weights_file(dir: &Path, name: &str, target: Option<TargetSpec>, d: u32) -> PathBuf {
+    let header = Header {
+        sampler: SamplerKind::Dis,
+        shape: NetworkShape {
+            d,
+            channels: 16,
+            layers: 3,
+            score_term: target.is_some(),
+        },
+        sde: Sde::default(),
+        grid: TimeGrid::Uniform,
+        steps: 30,
+        integrator: Integrator::EulerMaruyama,
+        prior_nu: 1.0,
+        score_clip: 100.0,
+        target,
+        dtype: Dtype::F32,
+    };
+    let mut params = vec![0.0f32; header.param_count()];
+    fill_normals(&mut stream(7, 0), &mut params);
+    params.iter_mut().for_each(|p| *p *= 0.05);
+    let path = dir.join(name);
+    std::fs::write(&path, encode(&header, &params).unwrap()).unwrap();
+    path
+}
+
+/// The device-check lines of samples `first .. first + n` under `seed`,
+/// drawn with the runtime directly (one lockstep batch).
+pub fn runtime_hex(path: &Path, seed: u64, first: u64, n: usize) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    let model = Model::parse(&bytes).unwrap();
+    let header = model.header;
+    let mut params = vec![0.0f32; header.param_count()];
+    model.params_into(&mut params).unwrap();
+    let net = NetworkRef::from_flat(header.shape, &params).unwrap();
+    let target = model.target();
+    let sampler = header.sampler(net, target, None, None).unwrap();
+    let d = header.shape.d as usize;
+    let mut xs = vec![0.0f32; n * d];
+    let mut paths = vec![PathState::default(); n];
+    let mut work = vec![0.0f32; sampler.work_len()];
+    sampler
+        .sample(seed, first, &mut xs, &mut paths, &mut work)
+        .unwrap();
+    let mut out = String::new();
+    for (i, x) in xs.chunks_exact(d).enumerate() {
+        write_sample_line(&mut out, seed, first + i as u64, x).unwrap();
+    }
+    out
+}
+
+/// Parses hex lines back into `f32` bits, row by row.
+pub fn hex_bits(text: &str) -> Vec<Vec<u32>> {
+    text.lines()
+        .map(|l| {
+            l.split(' ')
+                .skip(2)
+                .map(|h| u32::from_str_radix(h, 16).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
 /// [`fails`], and the error line contains `needle` (which error it is).
 pub fn fails_with(args: &[&str], needle: &str) -> String {
     let e = fails(args);
@@ -128,4 +193,31 @@ pub fn fails_with(args: &[&str], needle: &str) -> String {
         "diffctl {args:?}: {e:?} lacks {needle:?}"
     );
     e
+}
+
+/// Waits for `child` at most `limit`; on time-out kills it (and reaps it)
+/// and returns `None`.
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child process") {
+            return Some(status);
+        }
+        if start.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reads a pipe to its end on a thread (so a full pipe cannot block the child).
+pub fn drain<R: Read + Send + 'static>(pipe: R) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut pipe = pipe;
+        let mut out = Vec::new();
+        let _ = pipe.read_to_end(&mut out);
+        out
+    })
 }
