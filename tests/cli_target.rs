@@ -67,6 +67,39 @@ fn mixture_config_trains_and_the_file_carries_it() {
     assert!(inspect.contains("mixture"), "{inspect}");
     let csv = ok(&["sample", w, "--n", "5", "--seed", "1"]);
     assert_eq!(csv.lines().count(), 6, "{csv}");
+    // Resampled draws follow the weights: the first coordinate's mean is
+    // the mixture's, (1 * 0 + 2 * 3 + 1 * (-2)) / 4 = 1, within 4 SE
+    // (std about 2.1; resampling from 20 000 weighted paths).
+    let draws = ok(&[
+        "sample",
+        w,
+        "--n",
+        "20000",
+        "--resample",
+        "4000",
+        "--seed",
+        "2",
+    ]);
+    let x0: Vec<f64> = draws
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(x0.len(), 4000);
+    assert!(!draws.lines().next().unwrap().contains("log_w"));
+    let mean = x0.iter().sum::<f64>() / 4000.0;
+    assert!((mean - 1.0).abs() < 4.0 * 2.1 / 4000f64.sqrt(), "{mean}");
+    let e = fails(&[
+        "sample",
+        w,
+        "--n",
+        "10",
+        "--resample",
+        "5",
+        "--format",
+        "hex",
+    ]);
+    assert!(e.contains("--format csv or npy"), "{e}");
     // The same target given again is accepted; another one is refused.
     ok(&[
         "eval",

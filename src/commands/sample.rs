@@ -50,6 +50,11 @@ pub struct SampleArgs {
     /// Samples per chunk (the output does not depend on it; for tests).
     #[arg(long, hide = true, value_name = "N")]
     pub chunk: Option<usize>,
+    /// Draw --n weighted samples, then write M draws resampled by their
+    /// importance weights exp(-R_disc) (systematic resampling under --seed):
+    /// approximately the target's distribution, unweighted. Needs a target.
+    #[arg(long, value_name = "M")]
+    pub resample: Option<usize>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +187,9 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     }
     let mut params = vec![0.0f32; header.param_count()];
     model.params_into(&mut params).map_err(|e| in_file(&e))?;
+    if let Some(m) = args.resample {
+        return resampled(args, format, &header, &params, point.as_deref(), m);
+    }
     let mut sink = match &args.out {
         Some(path) => {
             output::check_writable(path, "samples file")?;
@@ -241,6 +249,55 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    sink.finish()
+}
+
+/// `sample --resample M`: all `--n` weighted paths in memory, then `M`
+/// draws by weight, written in one piece.
+fn resampled(
+    args: &SampleArgs,
+    format: Format,
+    header: &Header,
+    params: &[f32],
+    point: Option<&(dyn Target + Sync)>,
+    m: usize,
+) -> Result<()> {
+    let d = header.shape.d as usize;
+    if m == 0 {
+        return Err("--resample needs at least 1 draw".into());
+    }
+    if format == Format::Hex {
+        return Err("--resample writes draws, not indexed samples: use --format csv or npy".into());
+    }
+    if point.is_none() {
+        return Err("--resample needs importance weights: give the model's target".into());
+    }
+    let opts = sample_options(args.n, args.seed, args.first, d, &args.run)?;
+    sample_options(m, args.seed, 0, d, &args.run)?;
+    let samples = sample_params(header, params, point, &opts)?;
+    let draws = diffctl_trainer::eval::resample(&samples, m, args.seed)?;
+    let mut buf = Vec::new();
+    match format {
+        Format::Csv => {
+            buf.extend_from_slice(csv_header(&draws).as_bytes());
+            buf.extend_from_slice(csv_rows(&draws).as_bytes());
+        }
+        Format::Npy => {
+            buf.extend_from_slice(&npy::header(m, d));
+            for v in &draws.xs {
+                buf.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        Format::Hex => unreachable!("refused above"),
+    }
+    let mut sink = match &args.out {
+        Some(path) => {
+            output::check_writable(path, "samples file")?;
+            Sink::File(OutFile::create(path)?)
+        }
+        None => Sink::Stdout(std::io::BufWriter::new(std::io::stdout())),
+    };
+    sink.write(&buf)?;
     sink.finish()
 }
 

@@ -465,10 +465,14 @@ impl fmt::Display for EvalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = &self.estimates;
         let err = |v: Option<f64>| v.map_or(String::new(), |x| format!(" (error {x:+.4})"));
+        let cost = match self.cost {
+            CostForm::Discrete => "R_disc (discrete-time, unbiased)",
+            CostForm::Continuous => "R (continuous-time, discretised)",
+        };
         writeln!(
             f,
-            "samples          {} (d = {}, cost {:?})",
-            self.n, self.d, self.cost
+            "samples          {} (d = {}, cost {cost})",
+            self.n, self.d
         )?;
         if let Some(t) = self.log_z_true {
             writeln!(f, "log Z (true)     {t:.4}")?;
