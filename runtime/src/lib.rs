@@ -10,9 +10,9 @@
 //! | [`kernels`] | dot product, dense layer, GELU: fixed summation order |
 //! | [`network`] | the control network (MATH.md §5) |
 //! | [`control`] | the [`Control`] trait and analytic controls |
-//! | [`target`] | the [`Target`] trait, built-in targets, priors |
+//! | [`target`] | the [`Target`] and [`target::GroundTruth`] traits; one file per built-in target; [`target::TargetSpec`] |
 //! | [`sde`] | noise schedules, SDEs, time grids |
-//! | [`integrate`] | Euler–Maruyama, exponential, probability flow; path costs |
+//! | [`integrate`] | the path simulator (start, step, finish) and [`integrate::Sampler`]: Euler–Maruyama, exponential, probability flow; path costs |
 //! | [`normal`] | per-sample random streams and standard normals |
 //! | [`weights`] | the weights file |
 //! | [`hex`] | the text line format of the device check (bits of each sample) |

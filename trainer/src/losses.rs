@@ -418,6 +418,7 @@ mod tests {
     use super::*;
     use crate::autodiff::{Eval, Grads, Tape};
     use crate::target::Known;
+    use diffctl_runtime::integrate::Scheme;
     use diffctl_runtime::network::{NetworkRef, NetworkShape};
     use diffctl_runtime::normal::{fill_normals, stream};
 
@@ -654,6 +655,18 @@ mod tests {
                 SamplerKind::Pis,
                 2.5,
             ),
+            (
+                CostForm::Discrete,
+                Integrator::Exponential,
+                SamplerKind::Dds,
+                1.0,
+            ),
+            (
+                CostForm::Continuous,
+                Integrator::Exponential,
+                SamplerKind::Dis,
+                1.0,
+            ),
         ] {
             let sde = if sampler == SamplerKind::Pis {
                 Sde::pis_reference()
@@ -696,23 +709,220 @@ mod tests {
         }
     }
 
-    /// The log-variance rollout's tape value is the exact runtime cost, and
-    /// the Eval and Tape modes agree.
+    /// The runtime's path costs of the rollout's paths (`Sampler::sample`,
+    /// an independent walk over the same streams and parameters).
+    fn runtime_costs(r: &Rollout, params: &Params, seed: u64, n: usize) -> Vec<PathCost> {
+        let flat = params.flatten();
+        let net = NetworkRef::from_flat(r.header.shape, &flat).unwrap();
+        let point = r.target.point();
+        let runtime = r.header.sampler(net, Some(&*point), None, None).unwrap();
+        let mut xs = vec![0.0f32; n * r.d()];
+        let mut paths = vec![diffctl_runtime::integrate::PathState::default(); n];
+        let mut work = vec![0.0f32; runtime.work_len()];
+        runtime
+            .sample(seed, 0, &mut xs, &mut paths, &mut work)
+            .unwrap();
+        paths.iter().map(|p| p.cost).collect()
+    }
+
+    /// The log-variance rollout's value is the runtime's cost of the same
+    /// path, computed independently by `Sampler::sample` (the offset makes
+    /// the tape's value the rollout's exact cost, so this checks the
+    /// rollout's paths and costs; the linear seeds' coefficients, which only
+    /// the gradient sees, are checked by the finite-difference test above),
+    /// and the Eval and Tape modes agree bit for bit.
     #[test]
     fn log_variance_value_is_the_runtime_cost() {
-        for cost in [CostForm::Discrete, CostForm::Continuous] {
+        for (cost, integrator) in [
+            (CostForm::Discrete, Integrator::EulerMaruyama),
+            (CostForm::Continuous, Integrator::EulerMaruyama),
+            (CostForm::Discrete, Integrator::Exponential),
+            (CostForm::Continuous, Integrator::Exponential),
+        ] {
             let (r, params) = rollout(
                 Loss::LogVariance,
                 cost,
-                Integrator::EulerMaruyama,
+                integrator,
                 SamplerKind::Dis,
                 Sde::default(),
                 true,
             );
+            let n = 16;
+            let mut tape = Tape::new();
+            let taped = r.run(&mut tape, &params, 3, 0..n);
+            let mut eval = Eval::new();
+            let evald = r.run(&mut eval, &params, 3, 0..n);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&tape.value(taped.r).data),
+                bits(&eval.value(evald.r).data),
+                "{cost:?} {integrator:?}: Tape and Eval differ"
+            );
+            let runtime = runtime_costs(&r, &params, 3, n);
+            for (v, c) in tape.value(taped.r).data.iter().zip(&runtime) {
+                let want = cost.of(c);
+                assert!(
+                    (*v as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                    "{cost:?} {integrator:?}: tape {v} vs runtime {want}"
+                );
+            }
+        }
+    }
+
+    /// The KL objective is the path cost without its control-free and
+    /// zero-mean parts: on the same paths, `R_disc - KL` (discrete) is
+    /// `log p(X_0) + sum_k [log p_k - log_norm(q_k)]`, whose mean is known
+    /// (`E log N(X_0) = -d/2 (log 2 pi nu^2 + 1)`, `E log p_k =
+    /// log_norm(std_k^2) - d/2`); `R - KL` (continuous) is the boundary
+    /// terms plus the Ito integral (mean 0). A KL objective that dropped the
+    /// `-log q_k` terms, the boundary term or `-log rho` is off by many
+    /// standard errors.
+    #[test]
+    fn kl_value_is_the_runtime_cost_minus_known_terms() {
+        use diffctl_runtime::integrate::log_norm;
+        for (cost, integrator, sampler, sde) in [
+            (
+                CostForm::Discrete,
+                Integrator::EulerMaruyama,
+                SamplerKind::Dis,
+                Sde::default(),
+            ),
+            (
+                CostForm::Discrete,
+                Integrator::Exponential,
+                SamplerKind::Dds,
+                Sde::default(),
+            ),
+            (
+                CostForm::Discrete,
+                Integrator::EulerMaruyama,
+                SamplerKind::Pis,
+                Sde::pis_reference(),
+            ),
+            (
+                CostForm::Continuous,
+                Integrator::EulerMaruyama,
+                SamplerKind::Dis,
+                Sde::default(),
+            ),
+            (
+                CostForm::Continuous,
+                Integrator::Exponential,
+                SamplerKind::Dis,
+                Sde::default(),
+            ),
+        ] {
+            let (r, params) = rollout(Loss::Kl, cost, integrator, sampler, sde, true);
+            let n = 2000;
+            let mut g = Eval::new();
+            let out = r.run(&mut g, &params, 5, 0..n);
+            let kl = g.value(out.r).data.clone();
+            let diff: Vec<f64> = out
+                .costs
+                .iter()
+                .zip(&kl)
+                .map(|(c, &k)| cost.of(c) - k as f64)
+                .collect();
+            let mean = diff.iter().sum::<f64>() / n as f64;
+            let var = diff.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
+            let se = (var / n as f64).sqrt();
+            let (d, sim) = (r.d() as f64, r.simulator());
+            let nu = prior_nu(&r.header) as f64;
+            let start = if sim.scheme.starts_from_prior() {
+                -0.5 * d * ((std::f64::consts::TAU * nu * nu).ln() + 1.0)
+            } else {
+                0.0
+            };
+            let want = match cost {
+                CostForm::Discrete => {
+                    start
+                        + (0..sim.steps)
+                            .map(|k| {
+                                let step = sim.step(k);
+                                let std = step.std as f64;
+                                let q = if step.q_var > 0.0 {
+                                    log_norm(r.d(), step.q_var)
+                                } else {
+                                    0.0
+                                };
+                                log_norm(r.d(), std * std) - 0.5 * d - q
+                            })
+                            .sum::<f64>()
+                }
+                CostForm::Continuous => match sim.scheme {
+                    // log N(X_0) at the start, -d/2 int beta_bar at the end.
+                    Scheme::VpEuler => {
+                        start - 0.5 * d * sde.integral_beta_bar(0.0, sde.t_end() as f64)
+                    }
+                    // log N(X_0; 0, nu^2) - log N(X_0; 0, 1): 0 for nu = 1.
+                    _ => 0.0,
+                },
+            };
+            assert!(
+                (mean - want).abs() < 4.0 * se + 1e-3,
+                "{cost:?} {integrator:?} {sampler:?}: mean(R - KL) {mean:.4} +- {se:.4}, expected {want:.4}"
+            );
+        }
+    }
+
+    /// A target whose score is constant (`log rho = c . x`): the score term's
+    /// stop-gradient is then exact, so finite differences check the KL
+    /// gradient with the score term on (the default DIS network).
+    struct Tilted;
+    impl Target for Tilted {
+        fn dim(&self) -> usize {
+            2
+        }
+        fn log_density(&self, x: &[f32]) -> f32 {
+            0.7 * x[0] - 0.4 * x[1]
+        }
+        fn score(&self, _x: &[f32], out: &mut [f32]) {
+            out[0] = 0.7;
+            out[1] = -0.4;
+        }
+    }
+
+    #[test]
+    fn kl_gradient_with_the_score_term_matches_finite_differences() {
+        for (cost, integrator) in [
+            (CostForm::Discrete, Integrator::Exponential),
+            (CostForm::Continuous, Integrator::EulerMaruyama),
+        ] {
+            let (mut r, mut params) = rollout(
+                Loss::Kl,
+                cost,
+                integrator,
+                SamplerKind::Dis,
+                Sde::default(),
+                true,
+            );
+            r.target = &Tilted;
+            r.header.target = None;
             let mut tape = Tape::new();
             let out = r.run(&mut tape, &params, 3, 0..16);
-            for (v, c) in tape.value(out.r).data.iter().zip(&out.costs) {
-                assert!((*v as f64 - cost.of(c)).abs() < 1e-4 * (1.0 + cost.of(c).abs()));
+            let s = tape.sum(out.r);
+            let loss = tape.scale(s, 1.0 / 16.0);
+            let mut grads = Grads::zeros_like(&params);
+            tape.backward(loss, &mut grads);
+            for id in 0..params.values.len() {
+                let len = params.values[id].data.len();
+                for j in (0..len).step_by(len.div_ceil(3)) {
+                    let orig = params.values[id].data[j];
+                    let h = 1e-2f32;
+                    params.values[id].data[j] = orig + h;
+                    let up = kl_value(&r, &params);
+                    params.values[id].data[j] = orig - h;
+                    let down = kl_value(&r, &params);
+                    params.values[id].data[j] = orig;
+                    let fd = (up - down) / (2.0 * h as f64);
+                    let got = grads.tensors[id].data[j] as f64;
+                    let tol = 2e-2 * got.abs().max(fd.abs()) + 2e-3 * (1.0 + up.abs() / 10.0);
+                    assert!(
+                        (fd - got).abs() < tol,
+                        "{cost:?} {integrator:?}: param {} [{j}]: tape {got} vs fd {fd}",
+                        params.names()[id]
+                    );
+                }
             }
         }
     }

@@ -278,3 +278,42 @@ fn nan_targets_are_errors_and_supports_are_respected() {
     assert!(out.report.estimates.log_z_is.is_finite());
     assert_eq!(out.report.estimates.log_z_lb, f64::NEG_INFINITY);
 }
+
+/// The KL loss (the DIS paper's, differentiated through the trajectory)
+/// minimises `E[R]`, so training on it must raise `log Z_lb = -mean R`
+/// (its objective, up to the zero-mean Ito term) well above the untrained
+/// network's. It does not learn `gmm` as the log-variance loss does at this
+/// budget: measured (300 iterations, batch 256, K = 50, exponential
+/// integrator, seed 1) `log Z_lb` -2.99 -> -1.98 but 93 % of the samples in
+/// the central mode, ESS 0.0008; the same with Euler–Maruyama, the
+/// continuous cost, lr 1e-3 or 1000 iterations (smallest mode share at most
+/// 0.005 of its due, ESS at most 0.008). Reverse KL is mode-seeking; the
+/// objective and its gradient are checked in `losses.rs`.
+#[test]
+fn kl_training_raises_the_lower_bound_on_gmm() {
+    let cfg = |iterations| TrainConfig {
+        loss: Loss::Kl,
+        iterations,
+        batch: 256,
+        steps: 50,
+        integrator: Integrator::Exponential,
+        threads: 2,
+        eval_every: 0,
+        eval_samples: 10_000,
+        checkpoint_every: 0,
+        seed: 1,
+        ..TrainConfig::default()
+    };
+    let lb = |iterations| {
+        let out = train(
+            &cfg(iterations),
+            &gmm(),
+            &RunOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        out.report.estimates.log_z_lb
+    };
+    let (before, after) = (lb(1), lb(300));
+    assert!(after > before + 0.5, "log Z_lb {before:.3} -> {after:.3}");
+}
