@@ -519,6 +519,7 @@ fn item10_help_shows_every_default() {
         "--target",
         "--config",
         "--target-config",
+        "--resample",
         "--checkpoint",
         "--plot",
         "--data",
