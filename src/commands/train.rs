@@ -124,7 +124,7 @@ pub enum SamplerArg {
 }
 
 /// `--loss`: a short and a long name, accepted everywhere (flags and TOML)
-/// and listed as [`LOSS_NAMES`].
+/// and listed as [`crate::args::LOSS_NAMES`].
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LossArg {
     /// Log-variance: variance of the path cost over the batch.

@@ -1,10 +1,10 @@
 //! Training losses of MATH.md §4 (DIS) and §6 (PIS, DDS): simulated rollouts
 //! of the generative SDE whose path costs are differentiated with the tape.
 //!
-//! Both losses share one rollout. The state update and the path costs are
-//! the runtime's own ([`Step`], [`advance`], [`Scheme::boundary_cost`]), so a
-//! training path and a device path follow the same arithmetic apart from the
-//! network evaluation (batched here).
+//! Both losses share one rollout, driven by the runtime's path simulator
+//! ([`PathSimulator`]: start, step, advance, finish), so a training path and
+//! a device path are the same arithmetic apart from the network evaluation
+//! (batched here, on the tape) and the target (batched, [`TrainTarget`]).
 //!
 //! * **Log-variance** (default): the SDE is driven by the detached control
 //!   `w_bar`, and `R(w)` is the cost of that fixed path under control `w`. Its
