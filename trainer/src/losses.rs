@@ -483,6 +483,37 @@ mod tests {
         g.value(out.r).data.iter().map(|&v| v as f64).sum::<f64>() / 16.0
     }
 
+    /// The KL loss's tape gradient against central differences of
+    /// [`kl_value`] at `per_tensor` entries of every parameter tensor.
+    fn check_kl_gradient(r: &Rollout, params: &mut Params, per_tensor: usize, label: &str) {
+        let mut tape = Tape::new();
+        let out = r.run(&mut tape, params, 3, 0..16);
+        let s = tape.sum(out.r);
+        let loss = tape.scale(s, 1.0 / 16.0);
+        let mut grads = Grads::zeros_like(params);
+        tape.backward(loss, &mut grads);
+        for id in 0..params.values.len() {
+            let n = params.values[id].data.len();
+            for j in (0..n).step_by(n.div_ceil(per_tensor)) {
+                let orig = params.values[id].data[j];
+                let h = 1e-2f32;
+                params.values[id].data[j] = orig + h;
+                let up = kl_value(r, params);
+                params.values[id].data[j] = orig - h;
+                let down = kl_value(r, params);
+                params.values[id].data[j] = orig;
+                let fd = (up - down) / (2.0 * h as f64);
+                let got = grads.tensors[id].data[j] as f64;
+                let tol = 2e-2 * got.abs().max(fd.abs()) + 2e-3 * (1.0 + up.abs() / 10.0);
+                assert!(
+                    (fd - got).abs() < tol,
+                    "{label}: param {} [{j}]: tape {got} vs fd {fd}",
+                    params.names()[id]
+                );
+            }
+        }
+    }
+
     /// Tape gradient of the KL loss against central differences in every
     /// parameter tensor (a sample of entries each), for every cost form and
     /// scheme. Without the score term: with it, the loss's gradient treats the
@@ -531,32 +562,8 @@ mod tests {
             ),
         ] {
             let (r, mut params) = rollout(Loss::Kl, cost, integrator, sampler, sde, false);
-            let mut tape = Tape::new();
-            let out = r.run(&mut tape, &params, 3, 0..16);
-            let s = tape.sum(out.r);
-            let loss = tape.scale(s, 1.0 / 16.0);
-            let mut grads = Grads::zeros_like(&params);
-            tape.backward(loss, &mut grads);
-            for id in 0..params.values.len() {
-                let n = params.values[id].data.len();
-                for j in (0..n).step_by(n.div_ceil(4)) {
-                    let orig = params.values[id].data[j];
-                    let h = 1e-2f32;
-                    params.values[id].data[j] = orig + h;
-                    let up = kl_value(&r, &params);
-                    params.values[id].data[j] = orig - h;
-                    let down = kl_value(&r, &params);
-                    params.values[id].data[j] = orig;
-                    let fd = (up - down) / (2.0 * h as f64);
-                    let got = grads.tensors[id].data[j] as f64;
-                    let tol = 2e-2 * got.abs().max(fd.abs()) + 2e-3 * (1.0 + up.abs() / 10.0);
-                    assert!(
-                        (fd - got).abs() < tol,
-                        "{cost:?} {integrator:?} {sampler:?}: param {} [{j}]: tape {got} vs fd {fd}",
-                        params.names()[id]
-                    );
-                }
-            }
+            let label = format!("{cost:?} {integrator:?} {sampler:?}");
+            check_kl_gradient(&r, &mut params, 4, &label);
         }
     }
 
@@ -898,32 +905,7 @@ mod tests {
             );
             r.target = &Tilted;
             r.header.target = None;
-            let mut tape = Tape::new();
-            let out = r.run(&mut tape, &params, 3, 0..16);
-            let s = tape.sum(out.r);
-            let loss = tape.scale(s, 1.0 / 16.0);
-            let mut grads = Grads::zeros_like(&params);
-            tape.backward(loss, &mut grads);
-            for id in 0..params.values.len() {
-                let len = params.values[id].data.len();
-                for j in (0..len).step_by(len.div_ceil(3)) {
-                    let orig = params.values[id].data[j];
-                    let h = 1e-2f32;
-                    params.values[id].data[j] = orig + h;
-                    let up = kl_value(&r, &params);
-                    params.values[id].data[j] = orig - h;
-                    let down = kl_value(&r, &params);
-                    params.values[id].data[j] = orig;
-                    let fd = (up - down) / (2.0 * h as f64);
-                    let got = grads.tensors[id].data[j] as f64;
-                    let tol = 2e-2 * got.abs().max(fd.abs()) + 2e-3 * (1.0 + up.abs() / 10.0);
-                    assert!(
-                        (fd - got).abs() < tol,
-                        "{cost:?} {integrator:?}: param {} [{j}]: tape {got} vs fd {fd}",
-                        params.names()[id]
-                    );
-                }
-            }
+            check_kl_gradient(&r, &mut params, 3, &format!("{cost:?} {integrator:?}"));
         }
     }
 
