@@ -141,6 +141,10 @@ fn logistic_config_needs_its_data_and_checks_them() {
     let (w, c) = (weights.to_str().unwrap(), config.to_str().unwrap());
     let e = fails(&["eval", w]);
     assert!(e.contains("--target-config"), "{e}");
+    // The config is an input: training never writes over it.
+    let mut over = vec!["train", "--target-config", c, "--out", c];
+    over.extend(TINY);
+    assert!(fails(&over).contains("refusing to overwrite"));
     let eval = ok(&["eval", w, "--n", "1000", "--target-config", c]);
     assert!(eval.contains("mean (weighted)"), "{eval}");
     ok(&["sample", w, "--n", "3", "--seed", "0", "--target-config", c]);

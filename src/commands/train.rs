@@ -290,6 +290,12 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         .config
         .iter()
         .map(|c| ("configuration file", c.as_path()))
+        .chain(
+            args.target
+                .target_config
+                .iter()
+                .map(|c| ("target config", c.as_path())),
+        )
         .collect();
     output::check_distinct(&inputs, &outputs)?;
     for (what, path) in &outputs {
