@@ -446,7 +446,7 @@ fn sampler_case<'a, Ct: Control, T: Target>(
     let d = sampler.control.dim();
     let mut xs = vec![0.0f32; batch * d];
     let mut paths = vec![PathState::default(); batch];
-    let mut work = vec![0.0f32; sampler.work_len()];
+    let mut work = vec![0.0f32; sampler.work_len(batch)];
     let mut first = 0u64;
     let run = Box::new(move || {
         sampler
@@ -496,7 +496,7 @@ fn sample_bits<Ct: Control, T: Target>(sampler: &Sampler<'_, Ct, T>, batch: usiz
     let d = sampler.control.dim();
     let mut xs = vec![0.0f32; batch * d];
     let mut paths = vec![PathState::default(); batch];
-    let mut work = vec![0.0f32; sampler.work_len()];
+    let mut work = vec![0.0f32; sampler.work_len(batch)];
     sampler
         .sample(3, 10, &mut xs, &mut paths, &mut work)
         .expect("sampling failed");

@@ -84,7 +84,7 @@ fn run() -> Result<(), String> {
     let n = 10_000;
     let mut xs = vec![0.0f32; n * 2];
     let mut paths = vec![PathState::default(); n];
-    let mut work = vec![0.0f32; sampler.work_len()];
+    let mut work = vec![0.0f32; sampler.work_len(n)];
     sampler
         .sample(1, 0, &mut xs, &mut paths, &mut work)
         .map_err(|e| e.to_string())?;

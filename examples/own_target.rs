@@ -179,7 +179,7 @@ pub fn run<T: Target + Sync>(target: &T, cfg: &TrainConfig, n: usize) -> Result<
     let d = target.dim();
     let mut xs = vec![0.0f32; n * d];
     let mut paths = vec![PathState::default(); n];
-    let mut work = vec![0.0f32; sampler.work_len()];
+    let mut work = vec![0.0f32; sampler.work_len(n)];
     sampler
         .sample(12_345, 0, &mut xs, &mut paths, &mut work)
         .map_err(|e| e.to_string())?;

@@ -44,7 +44,7 @@ fn run() -> Result<String, String> {
     let d = header.shape.d as usize;
     let mut xs = vec![0.0f32; n * d];
     let mut paths = vec![PathState::default(); n];
-    let mut work = vec![0.0f32; sampler.work_len()];
+    let mut work = vec![0.0f32; sampler.work_len(n)];
     let mut out = String::new();
     for &seed in &seeds {
         sampler

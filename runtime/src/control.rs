@@ -24,6 +24,26 @@ pub trait Control {
     fn prepare(&self, _t: f32, _cache: &mut [f32], _scratch: &mut [f32]) {}
     /// Writes `u(x, t)` into `out`; `cache` is what `prepare(t)` wrote.
     fn u(&self, t: f32, cache: &[f32], x: &[f32], out: &mut [f32], scratch: &mut [f32]);
+    /// Whether `u` reads the target's score `grad log rho(x)` (the network's
+    /// score term). A [`crate::integrate::Sampler`] with a target then
+    /// evaluates the scores of a whole block of paths at once
+    /// ([`crate::Target::score_batch`]) and calls [`Control::u_scored`].
+    fn uses_target_score(&self) -> bool {
+        false
+    }
+    /// [`Control::u`] given the target's score at `x` (`target_score`,
+    /// length `d`): the same value, without evaluating the score itself.
+    fn u_scored(
+        &self,
+        t: f32,
+        cache: &[f32],
+        x: &[f32],
+        _target_score: &[f32],
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        self.u(t, cache, x, out, scratch)
+    }
 }
 
 impl<C: Control + ?Sized> Control for &C {
@@ -41,6 +61,20 @@ impl<C: Control + ?Sized> Control for &C {
     }
     fn u(&self, t: f32, cache: &[f32], x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
         (**self).u(t, cache, x, out, scratch)
+    }
+    fn uses_target_score(&self) -> bool {
+        (**self).uses_target_score()
+    }
+    fn u_scored(
+        &self,
+        t: f32,
+        cache: &[f32],
+        x: &[f32],
+        target_score: &[f32],
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        (**self).u_scored(t, cache, x, target_score, out, scratch)
     }
 }
 

@@ -392,9 +392,13 @@ pub struct Sampler<'a, C, T> {
 }
 
 impl<'a, C: Control, T: Target> Sampler<'a, C, T> {
-    /// Floats of work buffer that [`Sampler::sample`] needs, whatever the batch size.
-    pub fn work_len(&self) -> usize {
-        self.control.time_cache_len() + self.control.scratch_len() + 2 * self.control.dim()
+    /// Floats of work buffer that [`Sampler::sample`] needs for a block of
+    /// `paths` paths: the control's cache and scratch, two `d` vectors and,
+    /// with a target, one `d` row per path for the block's scores.
+    pub fn work_len(&self, paths: usize) -> usize {
+        let d = self.control.dim();
+        let block = if self.target.is_some() { paths * d } else { 0 };
+        self.control.time_cache_len() + self.control.scratch_len() + 2 * d + block
     }
 
     /// The path simulator of this sampler's SDE, grid, steps and integrator.
@@ -410,7 +414,10 @@ impl<'a, C: Control, T: Target> Sampler<'a, C, T> {
     /// Draws samples `first_index .. first_index + paths.len()` under `seed`
     /// into `xs` (`paths.len()` rows of `d`), with their costs in
     /// `paths[i].cost` when [`Sampler::has_cost`]. `work` needs
-    /// [`Sampler::work_len`] floats.
+    /// [`Sampler::work_len`]`(paths.len())` floats.
+    ///
+    /// The target is evaluated for the whole block at once: its scores once
+    /// per step when the control uses them, its log-density at the end.
     pub fn sample(
         &self,
         seed: u64,
@@ -426,7 +433,16 @@ impl<'a, C: Control, T: Target> Sampler<'a, C, T> {
         let (cache, rest) = work.split_at_mut(self.control.time_cache_len());
         let (scratch, rest) = rest.split_at_mut(self.control.scratch_len());
         let (u, rest) = rest.split_at_mut(d);
-        let xi = &mut rest[..d];
+        let (xi, rest) = rest.split_at_mut(d);
+        let block = &mut rest[..if self.target.is_some() {
+            paths.len() * d
+        } else {
+            0
+        }];
+        let scored = match &self.target {
+            Some(target) if self.control.uses_target_score() => Some(target),
+            _ => None,
+        };
 
         for (i, (x, path)) in xs.chunks_exact_mut(d).zip(paths.iter_mut()).enumerate() {
             sim.start(seed, first_index.wrapping_add(i as u64), x, path, with_cost);
@@ -435,8 +451,17 @@ impl<'a, C: Control, T: Target> Sampler<'a, C, T> {
             let step = sim.step(k);
             let offset = sim.w_offset(&step);
             self.control.prepare(step.t0, cache, scratch);
-            for (x, path) in xs.chunks_exact_mut(d).zip(paths.iter_mut()) {
-                self.control.u(step.t0, cache, x, u, scratch);
+            if let Some(target) = scored {
+                target.score_batch(xs, block);
+            }
+            for (i, (x, path)) in xs.chunks_exact_mut(d).zip(paths.iter_mut()).enumerate() {
+                match scored {
+                    Some(_) => {
+                        let score = &block[i * d..(i + 1) * d];
+                        self.control.u_scored(step.t0, cache, x, score, u, scratch);
+                    }
+                    None => self.control.u(step.t0, cache, x, u, scratch),
+                }
                 if offset != 0.0 {
                     for (uj, &xj) in u.iter_mut().zip(x.iter()) {
                         *uj += offset * xj;
@@ -447,8 +472,10 @@ impl<'a, C: Control, T: Target> Sampler<'a, C, T> {
         }
         if with_cost {
             let target = self.target.as_ref().expect("has_cost implies a target");
-            for (x, path) in xs.chunks_exact_mut(d).zip(paths.iter_mut()) {
-                sim.finish(x, target.log_density(x) as f64, &mut path.cost);
+            let log_rho = &mut block[..paths.len()];
+            target.log_density_batch(xs, log_rho);
+            for ((x, path), &l) in xs.chunks_exact(d).zip(paths.iter_mut()).zip(log_rho.iter()) {
+                sim.finish(x, l as f64, &mut path.cost);
             }
         }
         Ok(())
@@ -478,10 +505,10 @@ impl<'a, C: Control, T: Target> Sampler<'a, C, T> {
                 got: xs,
             });
         }
-        if work < self.work_len() {
+        if work < self.work_len(paths) {
             return Err(SampleError::Buffer {
                 what: "work",
-                needed: self.work_len(),
+                needed: self.work_len(paths),
                 got: work,
             });
         }

@@ -210,9 +210,9 @@ impl NetworkShape {
     }
 
     /// Floats of work buffer a [`crate::integrate::Sampler`] driving this
-    /// network needs (its `work_len`), whatever the batch size.
-    pub const fn sampler_work_len(&self) -> usize {
-        self.time_cache_len() + self.scratch_len() + 2 * self.d as usize
+    /// network with a target needs for a block of `paths` paths (its `work_len`).
+    pub const fn sampler_work_len(&self, paths: usize) -> usize {
+        self.time_cache_len() + self.scratch_len() + (2 + paths) * self.d as usize
     }
 }
 
@@ -567,7 +567,47 @@ impl<T: Target> Control for NetworkControl<'_, T> {
         self.net.prepare(network_time(t, &self.sde), cache, scratch);
     }
     fn u(&self, t: f32, cache: &[f32], x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
-        let (c, d) = (self.net.shape.channels as usize, self.dim());
+        let d = self.dim();
+        let (score_scratch, rest) = scratch.split_at_mut(scratch.len() - d);
+        let target_score = &mut rest[..d];
+        match (&self.target, self.net.shape.score_term) {
+            (Some(target), true) => {
+                target.score(x, target_score);
+                self.u_with(t, cache, x, Some(target_score), out, score_scratch);
+            }
+            _ => self.u_with(t, cache, x, None, out, score_scratch),
+        }
+    }
+    fn uses_target_score(&self) -> bool {
+        self.net.shape.score_term
+    }
+    fn u_scored(
+        &self,
+        t: f32,
+        cache: &[f32],
+        x: &[f32],
+        target_score: &[f32],
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let score = self.net.shape.score_term.then_some(target_score);
+        self.u_with(t, cache, x, score, out, scratch);
+    }
+}
+
+impl<T> NetworkControl<'_, T> {
+    /// `u` from the target's score at `x` (`None` without the score term);
+    /// `scratch` holds at least `2C + d` floats.
+    fn u_with(
+        &self,
+        t: f32,
+        cache: &[f32],
+        x: &[f32],
+        target_score: Option<&[f32]>,
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let (c, d) = (self.net.shape.channels as usize, self.net.shape.d as usize);
         let (net_scratch, rest) = scratch.split_at_mut(2 * c);
         self.net.eval_nn(cache, x, out, net_scratch);
         if self.relative_to_ou {
@@ -576,23 +616,19 @@ impl<T: Target> Control for NetworkControl<'_, T> {
                 *o -= sigma_bar * xj;
             }
         }
-        let (Some(target), true) = (&self.target, self.net.shape.score_term) else {
+        let Some(target_score) = target_score else {
             return;
         };
-        let (prior_score, rest) = rest.split_at_mut(d);
-        let target_score = &mut rest[..d];
+        let prior_score = &mut rest[..d];
         self.prior.score(x, prior_score);
-        target.score(x, target_score);
-        for s in target_score.iter_mut() {
-            *s = s.clamp(-self.score_clip, self.score_clip);
-        }
         let coef = self.sde.sigma_bar(t as f64) as f32 * cache[c];
         let lambda = t / self.sde.t_end();
-        for ((o, p), q) in out
+        for ((o, p), &q) in out
             .iter_mut()
             .zip(prior_score.iter())
             .zip(target_score.iter())
         {
+            let q = q.clamp(-self.score_clip, self.score_clip);
             *o += coef * ((1.0 - lambda) * p + lambda * q);
         }
     }
@@ -602,6 +638,7 @@ impl<T: Target> Control for NetworkControl<'_, T> {
 mod tests {
     use super::*;
     use crate::control::Control;
+    use crate::integrate::Sampler;
     use crate::target::{IsotropicGaussian, Prior};
 
     /// The score term with the clamp active: a target `N(0, 0.1^2 I)` has
@@ -676,10 +713,18 @@ mod tests {
                     nu: 1.0,
                 });
                 let control = NetworkControl::new(net, Sde::default(), prior, target).unwrap();
-                assert_eq!(
-                    control.time_cache_len() + control.scratch_len() + 2 * d as usize,
-                    shape.sampler_work_len()
-                );
+                let sampler = Sampler {
+                    sde: Sde::default(),
+                    grid: crate::sde::TimeGrid::Uniform,
+                    steps: 1,
+                    integrator: crate::integrate::Integrator::EulerMaruyama,
+                    prior,
+                    control,
+                    target,
+                };
+                for paths in [1, 3, 64] {
+                    assert_eq!(sampler.work_len(paths), shape.sampler_work_len(paths));
+                }
             }
         }
     }

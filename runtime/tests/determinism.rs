@@ -83,7 +83,7 @@ fn batch_and_single_samples_in_reverse_order_agree() {
         let n = 1000;
         let mut batch = vec![0.0f32; n * D];
         let mut paths = vec![PathState::default(); n];
-        let mut work = vec![0.0f32; s.work_len()];
+        let mut work = vec![0.0f32; s.work_len(n)];
         s.sample(42, 0, &mut batch, &mut paths, &mut work).unwrap();
         let mut one = [PathState::default()];
         for i in (0..n).rev() {

@@ -39,7 +39,7 @@ fn host_lines(bytes: &[u8], batch: usize) -> String {
     let target = model.target().expect("fixtures name their target");
     let sampler = header.sampler(net, Some(target), None, None).unwrap();
     let d = header.shape.d as usize;
-    let mut work = vec![0.0f32; sampler.work_len()];
+    let mut work = vec![0.0f32; sampler.work_len(batch)];
     let mut out = String::new();
     for seed in SEEDS {
         let mut first = 0;

@@ -162,7 +162,7 @@ pub fn runtime_hex(path: &Path, seed: u64, first: u64, n: usize) -> String {
     let d = header.shape.d as usize;
     let mut xs = vec![0.0f32; n * d];
     let mut paths = vec![PathState::default(); n];
-    let mut work = vec![0.0f32; sampler.work_len()];
+    let mut work = vec![0.0f32; sampler.work_len(n)];
     sampler
         .sample(seed, first, &mut xs, &mut paths, &mut work)
         .unwrap();

@@ -231,7 +231,7 @@ pub fn sample_params(
         |range: Range<usize>, xs: &mut [f32], costs: &mut [PathCost]| -> Result<(), EvalError> {
             const BLOCK: usize = 64;
             let mut paths = vec![PathState::default(); BLOCK];
-            let mut work = vec![0.0f32; sampler.work_len()];
+            let mut work = vec![0.0f32; sampler.work_len(BLOCK)];
             for (b, (xb, cb)) in xs
                 .chunks_mut(BLOCK * d)
                 .zip(costs.chunks_mut(BLOCK))

@@ -725,7 +725,7 @@ mod tests {
         let runtime = r.header.sampler(net, Some(&*point), None, None).unwrap();
         let mut xs = vec![0.0f32; n * r.d()];
         let mut paths = vec![diffctl_runtime::integrate::PathState::default(); n];
-        let mut work = vec![0.0f32; runtime.work_len()];
+        let mut work = vec![0.0f32; runtime.work_len(n)];
         runtime
             .sample(seed, 0, &mut xs, &mut paths, &mut work)
             .unwrap();
@@ -944,7 +944,7 @@ mod tests {
             let d = r.d();
             let mut xs = vec![0.0f32; n * d];
             let mut paths = vec![PathState::default(); n];
-            let mut work = vec![0.0f32; runtime.work_len()];
+            let mut work = vec![0.0f32; runtime.work_len(n)];
             runtime
                 .sample(11, 0, &mut xs, &mut paths, &mut work)
                 .unwrap();

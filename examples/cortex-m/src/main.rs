@@ -55,8 +55,9 @@ const BATCH: usize = 8;
 const MAX_PARAMS: usize = 30_000;
 /// Largest state dimension `d` the buffers allow.
 const MAX_D: usize = 32;
-/// Work buffer floats: `Sampler::work_len` is `5C + 4d + 1` (449 for C = 64, d = 32).
-const MAX_WORK: usize = 512;
+/// Work buffer floats: `Sampler::work_len(BATCH)` is `5C + (4 + BATCH) d + 1`
+/// (705 for C = 64, d = 32).
+const MAX_WORK: usize = 768;
 
 /// SysTick wrap-arounds since [`Clock::start`].
 static SYSTICK_WRAPS: AtomicU32 = AtomicU32::new(0);

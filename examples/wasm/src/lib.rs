@@ -37,7 +37,7 @@ const OUTPUT_CAPACITY: usize = 1024 * 1024;
 const MAX_PARAMS: usize = 64 * 1024;
 /// Largest state dimension.
 const MAX_D: usize = 64;
-/// Work buffer floats (`Sampler::work_len` is `5C + 4d + 1`).
+/// Work buffer floats (`Sampler::work_len(BATCH)` is `5C + (4 + BATCH) d + 1`).
 const MAX_WORK: usize = 1024;
 /// Paths per lockstep batch: differs from the host's (all `n`) and the
 /// firmware's (8), to exercise the promise that a sample does not depend on

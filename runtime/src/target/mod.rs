@@ -55,6 +55,24 @@ pub trait Target {
     fn log_z(&self) -> Option<f64> {
         None
     }
+    /// `log rho` of every row of `xs` (`n x d`) into `out` (`n`). Row by row
+    /// unless a target evaluates faster in bulk (a matrix product, a call
+    /// into Python); either way each row's value must be what
+    /// [`Target::log_density`] gives, so results do not depend on grouping.
+    fn log_density_batch(&self, xs: &[f32], out: &mut [f32]) {
+        let d = self.dim();
+        for (x, o) in xs.chunks_exact(d).zip(out.iter_mut()) {
+            *o = self.log_density(x);
+        }
+    }
+    /// The score of every row of `xs` (`n x d`) into `out` (`n x d`); as
+    /// [`Target::log_density_batch`].
+    fn score_batch(&self, xs: &[f32], out: &mut [f32]) {
+        let d = self.dim();
+        for (x, o) in xs.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            self.score(x, o);
+        }
+    }
 }
 
 impl<T: Target + ?Sized> Target for &T {
@@ -69,6 +87,12 @@ impl<T: Target + ?Sized> Target for &T {
     }
     fn log_z(&self) -> Option<f64> {
         (**self).log_z()
+    }
+    fn log_density_batch(&self, xs: &[f32], out: &mut [f32]) {
+        (**self).log_density_batch(xs, out)
+    }
+    fn score_batch(&self, xs: &[f32], out: &mut [f32]) {
+        (**self).score_batch(xs, out)
     }
 }
 

@@ -15,8 +15,8 @@ pub fn run<C: Control, T: Target>(
     let d = sampler.control.dim();
     let mut xs = vec![0.0f32; n * d];
     let mut costs = Vec::with_capacity(n);
-    let mut work = vec![0.0f32; sampler.work_len()];
     let block = 256;
+    let mut work = vec![0.0f32; sampler.work_len(block)];
     let mut paths = vec![PathState::default(); block];
     for (b, chunk) in xs.chunks_mut(block * d).enumerate() {
         let m = chunk.len() / d;

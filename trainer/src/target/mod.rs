@@ -67,16 +67,10 @@ impl<T: Target + Sync> TrainTarget for T {
         Target::dim(self)
     }
     fn log_density_batch(&self, xs: &[f32], out: &mut [f32]) {
-        let d = Target::dim(self);
-        for (x, o) in xs.chunks_exact(d).zip(out.iter_mut()) {
-            *o = self.log_density(x);
-        }
+        Target::log_density_batch(self, xs, out)
     }
     fn score_batch(&self, xs: &[f32], out: &mut [f32]) {
-        let d = Target::dim(self);
-        for (x, o) in xs.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-            self.score(x, o);
-        }
+        Target::score_batch(self, xs, out)
     }
     fn point(&self) -> Box<dyn Target + Sync + '_> {
         Box::new(self)
@@ -129,10 +123,10 @@ impl TrainTarget for Known {
         self.spec.dim()
     }
     fn log_density_batch(&self, xs: &[f32], out: &mut [f32]) {
-        self.build().log_density_batch(xs, out)
+        Target::log_density_batch(&self.build(), xs, out)
     }
     fn score_batch(&self, xs: &[f32], out: &mut [f32]) {
-        self.build().score_batch(xs, out)
+        Target::score_batch(&self.build(), xs, out)
     }
     fn point(&self) -> Box<dyn Target + Sync + '_> {
         Box::new(self.build())
