@@ -240,42 +240,10 @@ pub enum IntegratorArg {
     Flow,
 }
 
-/// The integrators' names as help, TOML, README and `inspect` list them.
-pub const INTEGRATOR_NAMES: &str = "em|euler-maruyama, exp|exponential, flow|probability-flow";
-
-/// The integrator `train` uses unless told otherwise (flags or TOML): the
-/// exponential one leaves a several times smaller path-cost spread than
-/// Euler–Maruyama at the same K (runtime/tests/analytic.rs).
-pub const DEFAULT_INTEGRATOR: Integrator = Integrator::Exponential;
-
-/// `short|long` name of an integrator (an entry of [`INTEGRATOR_NAMES`]).
-pub fn integrator_names(i: Integrator) -> &'static str {
-    match i {
-        Integrator::EulerMaruyama => "em|euler-maruyama",
-        Integrator::Exponential => "exp|exponential",
-        Integrator::ProbabilityFlow => "flow|probability-flow",
-    }
-}
-
-/// The long (TOML) name of an integrator given by either of its names.
-pub fn integrator_long_name(name: &str) -> Option<&'static str> {
-    INTEGRATOR_NAMES.split(", ").find_map(|pair| {
-        let (short, long) = pair.split_once('|')?;
-        (name == short || name == long).then_some(long)
-    })
-}
-
-/// The losses' names as help, TOML and README list them.
-pub const LOSS_NAMES: &str = "lv|log-variance, kl";
-
-/// The long (TOML) name of a loss given by either of its names.
-pub fn loss_long_name(name: &str) -> Option<&'static str> {
-    match name {
-        "lv" | "log-variance" => Some("log-variance"),
-        "kl" => Some("kl"),
-        _ => None,
-    }
-}
+pub use diffctl_trainer::train::{
+    integrator_long_name, integrator_names, loss_long_name, DEFAULT_INTEGRATOR, INTEGRATOR_NAMES,
+    LOSS_NAMES,
+};
 
 impl From<IntegratorArg> for Integrator {
     fn from(a: IntegratorArg) -> Self {
@@ -355,6 +323,7 @@ pub fn sample_options(
         steps: run.steps,
         integrator: run.integrator.map(Into::into),
         threads: run.threads.unwrap_or_else(default_threads),
+        ..SampleOptions::default()
     })
 }
 

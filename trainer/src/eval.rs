@@ -54,7 +54,14 @@ pub struct SampleOptions {
     /// Overrides the header's integrator.
     pub integrator: Option<Integrator>,
     pub threads: usize,
+    /// Paths each thread advances in lockstep; the target is called once
+    /// per step for the whole block, so a target that is slow per call (a
+    /// Python function) wants large blocks. Samples do not depend on it.
+    pub block: usize,
 }
+
+/// Default [`SampleOptions::block`].
+pub const DEFAULT_BLOCK: usize = 64;
 
 impl Default for SampleOptions {
     fn default() -> Self {
@@ -65,6 +72,7 @@ impl Default for SampleOptions {
             steps: None,
             integrator: None,
             threads: default_threads(),
+            block: DEFAULT_BLOCK,
         }
     }
 }
@@ -229,15 +237,15 @@ pub fn sample_params(
     let chunk = opts.n.div_ceil(threads);
     let run =
         |range: Range<usize>, xs: &mut [f32], costs: &mut [PathCost]| -> Result<(), EvalError> {
-            const BLOCK: usize = 64;
-            let mut paths = vec![PathState::default(); BLOCK];
-            let mut work = vec![0.0f32; sampler.work_len(BLOCK)];
+            let block = opts.block.clamp(1, range.len().max(1));
+            let mut paths = vec![PathState::default(); block];
+            let mut work = vec![0.0f32; sampler.work_len(block)];
             for (b, (xb, cb)) in xs
-                .chunks_mut(BLOCK * d)
-                .zip(costs.chunks_mut(BLOCK))
+                .chunks_mut(block * d)
+                .zip(costs.chunks_mut(block))
                 .enumerate()
             {
-                let first = opts.first + (range.start + b * BLOCK) as u64;
+                let first = opts.first + (range.start + b * block) as u64;
                 let m = cb.len();
                 sampler
                     .sample(opts.seed, first, xb, &mut paths[..m], &mut work)

@@ -59,7 +59,7 @@ pub const CONFIG_KINDS: [&str; 2] = ["mixture", "logistic-regression"];
 
 impl TargetConfig {
     /// Builds the target; `base` is the folder relative data paths start from.
-    pub fn build(&self, base: &Path) -> Result<Box<dyn TrainTarget>, String> {
+    pub fn build(&self, base: &Path) -> Result<Box<dyn TrainTarget + Send>, String> {
         Ok(match self {
             TargetConfig::Mixture {
                 weights,

@@ -60,6 +60,13 @@ pub trait TrainTarget: Sync {
     fn data(&self) -> &[u8] {
         &[]
     }
+    /// Paths the evaluations' sampler advances together, so one call of
+    /// [`Target::score_batch`] per step covers this many points: large for a
+    /// target whose every call costs (a Python function). Samples do not
+    /// depend on it.
+    fn block(&self) -> usize {
+        crate::eval::DEFAULT_BLOCK
+    }
 }
 
 impl<T: Target + Sync> TrainTarget for T {
