@@ -106,7 +106,7 @@ impl Dataset {
         }
         let n_val = ((fraction * n as f64).round() as usize).clamp(1, n - 1);
         let mut order: Vec<usize> = (0..n).collect();
-        let mut rng = stream(seed, u64::MAX - 7);
+        let mut rng = crate::streams::split(seed);
         for i in (1..n).rev() {
             let j = uniform_index(&mut rng, i + 1);
             order.swap(i, j);

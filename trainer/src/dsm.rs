@@ -70,7 +70,6 @@ use diffctl_runtime::network::{network_time, NetworkRef};
 use diffctl_runtime::normal::{fill_normals, stream, uniform_f64};
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::weights::encode;
-use rand_core::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::autodiff::{Graph, Mode, Params, Var};
@@ -79,6 +78,7 @@ use crate::eval;
 use crate::network::{BoundNetwork, Network};
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema, LrSchedule};
 use crate::parallel::{shard_ranges, DataParallel};
+use crate::streams;
 
 /// How the reference times `s` of the DSM loss are drawn (both estimate the
 /// same loss `L` of MATH.md §7).
@@ -339,11 +339,6 @@ pub fn noised(sde: &Sde, s: f64, y0: &[f32], xi: &[f32], y: &mut [f32], target: 
     }
 }
 
-/// Seed of iteration `k`'s draws: a function of `(seed, k)` only.
-fn iteration_seed(seed: u64, k: usize) -> u64 {
-    stream(seed, u64::MAX - k as u64).next_u64()
-}
-
 /// One iteration's batch: per-row data and noise, per-group times.
 struct Batch<'a> {
     train: &'a Dataset,
@@ -355,12 +350,12 @@ struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     fn new(train: &'a Dataset, cfg: &FitConfig, law: &TimeLaw, k: usize) -> Self {
-        let seed = iteration_seed(cfg.seed, k);
+        let seed = streams::iteration(cfg.seed, k);
         let m = cfg.time_groups;
         // Stratified quantiles (j + U_j) / M: every batch covers all of [eps, T].
         let times = (0..m)
             .map(|j| {
-                let u = uniform_f64(&mut stream(seed, u64::MAX - j as u64));
+                let u = uniform_f64(&mut streams::group_time(seed, j));
                 law.at((j as f64 + u) / m as f64)
             })
             .collect();
@@ -434,10 +429,10 @@ impl Validation {
     /// (in a shuffled order) and fresh noise, all from seed-derived streams.
     fn new(val: &Dataset, law: &TimeLaw, seed: u64) -> Self {
         let (n, d) = (val.len(), val.d);
-        let vseed = stream(seed, u64::MAX - 0x7A1).next_u64();
+        let vseed = streams::validation(seed);
         // A random permutation of the strata, so the time does not follow the data order.
         let mut strata: Vec<usize> = (0..n).collect();
-        let mut rng = stream(vseed, u64::MAX);
+        let mut rng = streams::validation_order(vseed);
         for i in (1..n).rev() {
             strata.swap(i, uniform_index(&mut rng, i + 1));
         }
@@ -554,7 +549,7 @@ pub fn fit_with_stop(
     let validation = Validation::new(&val, &law, cfg.seed);
 
     let mut params = Params::new();
-    let net = Network::register(shape, &mut params, &mut stream(cfg.seed, u64::MAX / 2));
+    let net = Network::register(shape, &mut params, &mut streams::init(cfg.seed));
     let mut ema = Ema::new(&params, cfg.ema_decay);
     let mut adam = Adam::new(&params, AdamConfig::default());
     let schedule = LrSchedule::Cosine {

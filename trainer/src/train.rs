@@ -15,10 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use diffctl_runtime::integrate::Scheme;
-use diffctl_runtime::normal::stream;
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::weights::{crc32, encode_with};
-use rand_core::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::autodiff::Params;
@@ -28,6 +26,7 @@ use crate::losses::Rollout;
 use crate::network::Network;
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema, LrSchedule};
 use crate::parallel::DataParallel;
+use crate::streams;
 use crate::target::TrainTarget;
 
 /// The integrators' names as help, TOML, README and `inspect` list them.
@@ -465,11 +464,6 @@ impl Checkpoint {
     }
 }
 
-/// Seed of iteration `k`'s paths: a function of `(seed, k)` only.
-fn iteration_seed(seed: u64, k: usize) -> u64 {
-    stream(seed, u64::MAX - k as u64).next_u64()
-}
-
 /// The training state between iterations.
 struct State {
     params: Params,
@@ -482,7 +476,7 @@ struct State {
 impl State {
     fn new(cfg: &TrainConfig, net_shape: NetworkShape) -> (Network, Self) {
         let mut params = Params::new();
-        let mut rng = stream(cfg.seed, u64::MAX / 2);
+        let mut rng = streams::init(cfg.seed);
         let net = Network::register(net_shape, &mut params, &mut rng);
         let ema = Ema::new(&params, cfg.ema_decay);
         let adam = Adam::new(&params, AdamConfig::default());
@@ -637,7 +631,7 @@ pub fn train(
             break;
         }
         let k = state.iteration;
-        let seed = iteration_seed(cfg.seed, k);
+        let seed = streams::iteration(cfg.seed, k);
         rollout.explore = cfg.explore_at(k);
         let rollout = &rollout;
         state.params.zero_grad();
@@ -701,7 +695,7 @@ pub fn train(
         {
             let opts = SampleOptions {
                 n: cfg.eval_samples.min(4096),
-                seed: iteration_seed(cfg.seed ^ 0xE7A1, k),
+                seed: streams::evaluation(cfg.seed, k),
                 threads: cfg.threads,
                 block: target.block(),
                 ..SampleOptions::default()
