@@ -11,7 +11,7 @@ use diffctl_trainer::data::{to_npy, Toy};
 
 mod common;
 
-use common::{fails, ok};
+use common::{fails, fails_with, ok};
 
 fn temp_dir(name: &str) -> PathBuf {
     common::temp_dir("fit", name)
@@ -371,5 +371,37 @@ fn interrupt_writes_the_weights_so_far() {
     assert!(report.contains("interrupted by Ctrl-C"), "{report}");
     let header = ok(&["inspect", s(&model)]);
     assert!(header.contains("DSM"), "{header}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `fit --checkpoint` writes a checkpoint; `--resume` from a finished one
+/// exports the same weights (a mid-run resume is bit-identical too:
+/// trainer/tests/dsm.rs); a checkpoint of other data is refused.
+#[test]
+fn checkpoint_and_resume() {
+    let dir = temp_dir("resume");
+    let (a, b, ckpt) = (dir.join("a.dcw"), dir.join("b.dcw"), dir.join("fit.ckpt"));
+    fit_small(
+        "toy:moons",
+        &a,
+        &["--checkpoint", s(&ckpt), "--checkpoint-every", "50"],
+    );
+    assert!(ckpt.exists() && !dir.join("fit.ckpt.tmp").exists());
+    fit_small("toy:moons", &b, &["--checkpoint", s(&ckpt), "--resume"]);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let mut args = vec!["fit", "--data", "toy:checkerboard", "--out", s(&b)];
+    args.extend_from_slice(&SMALL);
+    args.extend_from_slice(&["--checkpoint", s(&ckpt), "--resume"]);
+    let out = common::diffctl(&args);
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("resuming from checkpoint"), "{err}");
+    assert!(
+        err.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("error: ") && l.contains("different target or data")),
+        "{err}"
+    );
+    fails_with(&["fit", "--data", "toy:moons", "--resume"], "--checkpoint");
     std::fs::remove_dir_all(&dir).unwrap();
 }

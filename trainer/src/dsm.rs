@@ -43,11 +43,12 @@
 //! use diffctl_trainer::dsm::{fit, FitConfig};
 //! use diffctl_trainer::elbo::{elbo_params, ElboConfig};
 //! use diffctl_trainer::eval::{sample_params, SampleOptions};
+//! use diffctl_trainer::train::RunOptions;
 //!
 //! // Or `diffctl_trainer::data::load(path, None)` for a CSV / .npy file.
 //! let data = Toy::TwoMoons.generate(1000, 0).unwrap();
 //! let cfg = FitConfig { iterations: 20, channels: 16, batch: 128, ..FitConfig::default() };
-//! let out = fit(&data, &cfg, &mut |p| {
+//! let out = fit(&data, &cfg, &RunOptions::default(), &mut |p| {
 //!     if let Some(v) = p.validation_loss {
 //!         eprintln!("{} {v:.4}", p.iteration);
 //!     }
@@ -61,24 +62,23 @@
 //! assert!(bound.nats_per_dim.is_finite());
 //! ```
 
-use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use diffctl_runtime::network::{network_time, NetworkRef};
 use diffctl_runtime::normal::{fill_normals, stream, uniform_f64};
 use diffctl_runtime::prelude::*;
-use diffctl_runtime::weights::encode;
+use diffctl_runtime::weights::crc32;
 use serde::{Deserialize, Serialize};
 
 use crate::autodiff::{Graph, Mode, Params, Var};
 use crate::data::{uniform_index, Dataset};
 use crate::eval;
 use crate::network::{BoundNetwork, Network};
-use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema, LrSchedule};
+use crate::optimise::{export, optimise, Identity, Objective, Optimiser, Settings, Update};
 use crate::parallel::{shard_ranges, DataParallel};
 use crate::streams;
+use crate::train::{RunOptions, TrainError};
 
 /// How the reference times `s` of the DSM loss are drawn (both estimate the
 /// same loss `L` of MATH.md §7).
@@ -121,6 +121,9 @@ pub struct FitConfig {
     pub validate_every: usize,
     /// Stop after this many validations without improvement (0: never stop early).
     pub patience: usize,
+    /// Write a checkpoint (when a path is given) every this many iterations
+    /// (0: only at the end).
+    pub checkpoint_every: usize,
     pub seed: u64,
     pub threads: usize,
     /// Default sampling steps `K`, grid and integrator written to the header.
@@ -150,6 +153,7 @@ impl Default for FitConfig {
             validation_fraction: 0.1,
             validate_every: 100,
             patience: 10,
+            checkpoint_every: 200,
             seed: 0,
             threads: eval::default_threads(),
             steps: 100,
@@ -497,89 +501,122 @@ impl Validation {
     }
 }
 
-/// Why a fit failed. `Display` is one line.
-#[derive(Clone, Debug, PartialEq)]
-pub enum FitError {
-    Config(String),
-    Diverged { iteration: usize, what: String },
-    Encode(String),
-}
-
-impl fmt::Display for FitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FitError::Config(e) => write!(f, "invalid fit configuration: {e}"),
-            FitError::Diverged { iteration, what } => {
-                write!(f, "fit diverged at iteration {iteration}: {what}")
-            }
-            FitError::Encode(e) => write!(f, "cannot encode weights: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for FitError {}
-
-/// Fits a DSM model to `data` (see the module docs). Errors are one line.
+/// Fits a DSM model to `data` (see the module docs): the best validated EMA
+/// weights. `run` gives checkpoints, resumption and a stop flag, as for
+/// training (a stop returns the best validated weights so far, with
+/// `interrupted` set). Errors are one line.
 pub fn fit(
     data: &Dataset,
     cfg: &FitConfig,
+    run: &RunOptions,
     on_progress: &mut dyn FnMut(&FitProgress),
-) -> Result<FitOutcome, String> {
-    fit_with_stop(data, cfg, None, on_progress).map_err(|e| e.to_string())
-}
-
-/// As [`fit`], stopping after the current iteration when `stop` is set (the
-/// best validated weights so far are returned, with `interrupted` set).
-pub fn fit_with_stop(
-    data: &Dataset,
-    cfg: &FitConfig,
-    stop: Option<&AtomicBool>,
-    on_progress: &mut dyn FnMut(&FitProgress),
-) -> Result<FitOutcome, FitError> {
+) -> Result<FitOutcome, TrainError> {
     data.validate()
-        .map_err(|e| FitError::Config(format!("data: {e}")))?;
+        .map_err(|e| TrainError::Config(format!("data: {e}")))?;
     let d = data.d;
-    cfg.validate(d).map_err(FitError::Config)?;
+    cfg.validate(d).map_err(TrainError::Config)?;
     let (train, val) = data
         .split(cfg.validation_fraction, cfg.seed)
-        .map_err(FitError::Config)?;
+        .map_err(TrainError::Config)?;
     let header = cfg.header(d);
-    let shape = header.shape;
-    let law = TimeLaw::new(cfg.sde, cfg.eps, cfg.time_sampling);
-    let validation = Validation::new(&val, &law, cfg.seed);
-
-    let mut params = Params::new();
-    let net = Network::register(shape, &mut params, &mut streams::init(cfg.seed));
-    let mut ema = Ema::new(&params, cfg.ema_decay);
-    let mut adam = Adam::new(&params, AdamConfig::default());
-    let schedule = LrSchedule::Cosine {
+    let settings = Settings {
+        iterations: cfg.iterations,
         lr: cfg.lr,
-        min_lr: cfg.lr_final,
-        warmup: cfg.warmup as u64,
-        total: cfg.iterations as u64,
+        lr_final: cfg.lr_final,
+        warmup: cfg.warmup,
+        clip: cfg.clip,
+        ema_decay: cfg.ema_decay,
+        seed: cfg.seed,
+        checkpoint_every: cfg.checkpoint_every,
     };
-    let mut dp = DataParallel::new(cfg.threads);
-    let ema_flat = |ema: &Ema| -> Vec<f32> {
-        ema.shadow
-            .iter()
-            .flat_map(|t| t.data.iter().copied())
-            .collect()
+    let (net, mut opt) = Optimiser::new(&settings, header.shape);
+    let law = TimeLaw::new(cfg.sde, cfg.eps, cfg.time_sampling);
+    let mut fitting = Fitting {
+        cfg,
+        data_crc: crc32(
+            &data
+                .xs
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        ),
+        d,
+        validation: Validation::new(&val, &law, cfg.seed),
+        train: &train,
+        law,
+        net,
+        shape: header.shape,
+        dp: DataParallel::new(cfg.threads),
+        best: Best {
+            loss: f64::INFINITY,
+            iteration: 0,
+            params: opt.ema_flat(),
+            since: 0,
+        },
+        on_progress,
     };
-    let scale = 1.0 / (cfg.batch * d) as f64;
+    let ended = optimise(&mut fitting, &mut opt, &settings, run)?;
+    fitting.dp.release();
+    let mut best = fitting.best;
+    if !best.loss.is_finite() {
+        // Stopped before the first validation: score what we have.
+        let flat = opt.ema_flat();
+        best.loss = fitting
+            .validation
+            .loss(header.shape, &cfg.sde, &flat, cfg.threads);
+        best.iteration = opt.iteration;
+        best.params = flat;
+    }
+    let (weights, params) = export(&header, &best.params, &[])?;
+    Ok(FitOutcome {
+        header,
+        params,
+        weights,
+        best_validation_loss: best.loss,
+        best_iteration: best.iteration,
+        iterations: opt.iteration,
+        stopped_early: ended.stopped_early,
+        interrupted: ended.interrupted,
+        seconds: opt.seconds,
+        n_train: train.len(),
+        n_validation: val.len(),
+    })
+}
 
-    let started = Instant::now();
-    let mut best = (f64::INFINITY, 0usize, ema_flat(&ema));
-    let mut since_best = 0usize;
-    let (mut stopped_early, mut interrupted) = (false, false);
-    let mut k = 0;
-    while k < cfg.iterations {
-        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-            interrupted = true;
-            break;
-        }
-        let batch = Batch::new(&train, cfg, &law, k);
-        params.zero_grad();
-        let loss = dp.run_sum(&mut params, cfg.batch, |range, tape, p| {
+/// The best validated EMA parameters so far and the validations since.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Best {
+    loss: f64,
+    /// Iterations done when it validated.
+    iteration: usize,
+    params: Vec<f32>,
+    /// Validations since, without improvement.
+    since: usize,
+}
+
+/// Fitting as an [`Objective`]: the DSM loss of a batch, validation of the
+/// EMA weights, the best so far, early stopping.
+struct Fitting<'a> {
+    cfg: &'a FitConfig,
+    /// CRC-32 of the whole data set, for the checkpoints.
+    data_crc: u32,
+    d: usize,
+    train: &'a Dataset,
+    law: TimeLaw,
+    validation: Validation,
+    net: Network,
+    shape: NetworkShape,
+    dp: DataParallel,
+    best: Best,
+    on_progress: &'a mut dyn FnMut(&FitProgress),
+}
+
+impl Objective for Fitting<'_> {
+    fn loss(&mut self, k: usize, params: &mut Params) -> Result<f64, TrainError> {
+        let (cfg, net) = (self.cfg, &self.net);
+        let batch = Batch::new(self.train, cfg, &self.law, k);
+        let scale = 1.0 / (cfg.batch * self.d) as f64;
+        let loss = self.dp.run_sum(params, cfg.batch, |range, tape, p| {
             let bound = net.bind(tape, p);
             let mut total: Option<Var> = None;
             for (j, group) in batch.groups.iter().enumerate() {
@@ -591,7 +628,7 @@ pub fn fit_with_stop(
                 let (s, w) = batch.times[j];
                 let l = group_loss(
                     tape,
-                    &net,
+                    net,
                     &bound,
                     &cfg.sde,
                     s,
@@ -607,80 +644,64 @@ pub fn fit_with_stop(
             // An empty shard (more threads than rows) contributes zero.
             total.unwrap_or_else(|| tape.scalar(0.0))
         }) as f64;
-        let grad_norm = params.grads.global_norm();
-        if !loss.is_finite() || !grad_norm.is_finite() {
-            let what = if loss.is_finite() {
-                "non-finite gradient"
-            } else {
-                "non-finite loss"
-            };
-            return Err(FitError::Diverged {
-                iteration: k,
-                what: what.into(),
-            });
-        }
-        clip_grad_norm(&mut params.grads, cfg.clip);
-        let lr = schedule.at(k as u64);
-        adam.step(&mut params, lr);
-        ema.update(&params);
-        k += 1;
+        Ok(loss)
+    }
 
+    fn after(&mut self, opt: &Optimiser, update: &Update) -> Result<bool, TrainError> {
+        let cfg = self.cfg;
+        let k = opt.iteration;
         let mut validation_loss = None;
         if k % cfg.validate_every == 0 || k == cfg.iterations {
-            let flat = ema_flat(&ema);
-            let v = validation.loss(shape, &cfg.sde, &flat, cfg.threads);
+            let flat = opt.ema_flat();
+            let v = self
+                .validation
+                .loss(self.shape, &cfg.sde, &flat, cfg.threads);
             validation_loss = Some(v);
-            if v < best.0 {
-                best = (v, k, flat);
-                since_best = 0;
+            if v < self.best.loss {
+                self.best = Best {
+                    loss: v,
+                    iteration: k,
+                    params: flat,
+                    since: 0,
+                };
             } else {
-                since_best += 1;
+                self.best.since += 1;
             }
         }
-        on_progress(&FitProgress {
+        (self.on_progress)(&FitProgress {
             iteration: k,
             iterations: cfg.iterations,
-            loss,
-            grad_norm,
-            lr,
+            loss: update.loss,
+            grad_norm: update.grad_norm,
+            lr: update.lr,
             validation_loss,
-            best_validation_loss: best.0,
-            elapsed: started.elapsed(),
+            best_validation_loss: self.best.loss,
+            elapsed: Duration::from_secs_f64(opt.seconds),
         });
-        if cfg.patience > 0 && since_best >= cfg.patience {
-            stopped_early = true;
-            break;
+        Ok(cfg.patience > 0 && self.best.since >= cfg.patience)
+    }
+
+    fn identity(&self) -> Identity {
+        Identity {
+            // Every setting but how often checkpoints are written.
+            config: postcard::to_allocvec(&FitConfig {
+                checkpoint_every: 0,
+                ..self.cfg.clone()
+            })
+            .expect("a config serialises"),
+            source: postcard::to_allocvec(&(self.d, self.data_crc))
+                .expect("a data identity serialises"),
         }
     }
-    dp.release();
-    if !best.0.is_finite() {
-        // Interrupted before the first validation: score what we have.
-        let flat = ema_flat(&ema);
-        best = (
-            validation.loss(shape, &cfg.sde, &flat, cfg.threads),
-            k,
-            flat,
-        );
+
+    fn state(&self) -> Vec<u8> {
+        postcard::to_allocvec(&self.best).expect("the best so far serialises")
     }
-    let weights = encode(&header, &best.2).map_err(|e| FitError::Encode(e.to_string()))?;
-    let model = Model::parse(&weights).map_err(|e| FitError::Encode(e.to_string()))?;
-    let mut exported = vec![0.0f32; header.param_count()];
-    model
-        .params_into(&mut exported)
-        .map_err(|e| FitError::Encode(e.to_string()))?;
-    Ok(FitOutcome {
-        header,
-        params: exported,
-        weights,
-        best_validation_loss: best.0,
-        best_iteration: best.1,
-        iterations: k,
-        stopped_early,
-        interrupted,
-        seconds: started.elapsed().as_secs_f64(),
-        n_train: train.len(),
-        n_validation: val.len(),
-    })
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        self.best = postcard::from_bytes(state).map_err(|e| format!("checkpoint: {e}"))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! | [`target`] | [`target::TrainTarget`]: batched targets; config-file targets; logistic regression |
 //! | [`network`] | the control network as autodiff ops (the runtime's architecture, batched) |
 //! | [`autodiff`] | tensors, the tape, ops and their gradient checks |
+//! | [`optimise`] | the one optimisation loop of training and fitting, checkpoints, export |
 //! | [`optim`] | Adam, gradient clipping, learning-rate schedules, EMA |
 //! | [`parallel`] | data parallelism: shards, one tape per thread, a fixed reduction order |
 //! | [`streams`] | the named random streams of training and fitting |
@@ -33,6 +34,7 @@ pub mod eval;
 pub mod losses;
 pub mod network;
 pub mod optim;
+pub mod optimise;
 pub mod parallel;
 pub mod psis;
 pub mod streams;

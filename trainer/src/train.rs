@@ -12,19 +12,18 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use diffctl_runtime::integrate::Scheme;
 use diffctl_runtime::prelude::*;
-use diffctl_runtime::weights::{crc32, encode_with};
+use diffctl_runtime::weights::crc32;
 use serde::{Deserialize, Serialize};
 
 use crate::autodiff::Params;
 use crate::eval::{self, CostForm, EvalReport, SampleOptions, Samples};
 pub use crate::losses::Loss;
 use crate::losses::Rollout;
-use crate::network::Network;
-use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema, LrSchedule};
+use crate::optimise::{export, optimise, Identity, Objective, Optimiser, Settings, Update};
 use crate::parallel::DataParallel;
 use crate::streams;
 use crate::target::TrainTarget;
@@ -418,145 +417,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The full training state.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Checkpoint {
-    config: TrainConfig,
-    /// The target as the weights file records it, its dimension and the
-    /// CRC-32 of its parameter block: a resume on another target is refused.
-    target: Option<TargetSpec>,
-    dim: usize,
-    target_data_crc: u32,
-    /// Iterations completed.
-    iteration: usize,
-    params: Vec<Vec<f32>>,
-    ema: Vec<Vec<f32>>,
-    adam_m: Vec<Vec<f32>>,
-    adam_v: Vec<Vec<f32>>,
-    adam_t: u64,
-    seconds: f64,
-}
-
-/// Version 3: the target moved out of `TrainConfig` into the checkpoint
-/// (any target trains). Version 2: `TrainConfig` gained `explore` and
-/// `explore_decay`, and the network takes `t / T`. Older checkpoints cannot
-/// be resumed.
-const CHECKPOINT_MAGIC: &[u8; 8] = b"dfcckpt3";
-
-impl Checkpoint {
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut out = CHECKPOINT_MAGIC.to_vec();
-        out.extend(postcard::to_allocvec(self).expect("checkpoint serialises"));
-        let crc = crc32(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
-    }
-
-    fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() < 12 || &bytes[..8] != CHECKPOINT_MAGIC {
-            return Err("not a diffctl checkpoint".into());
-        }
-        let (body, tail) = bytes.split_at(bytes.len() - 4);
-        if crc32(body) != u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) {
-            return Err("checkpoint is corrupt (checksum mismatch)".into());
-        }
-        postcard::from_bytes(&body[8..]).map_err(|e| format!("checkpoint does not parse: {e}"))
-    }
-}
-
-/// The training state between iterations.
-struct State {
-    params: Params,
-    ema: Ema,
-    adam: Adam,
-    iteration: usize,
-    seconds: f64,
-}
-
-impl State {
-    fn new(cfg: &TrainConfig, net_shape: NetworkShape) -> (Network, Self) {
-        let mut params = Params::new();
-        let mut rng = streams::init(cfg.seed);
-        let net = Network::register(net_shape, &mut params, &mut rng);
-        let ema = Ema::new(&params, cfg.ema_decay);
-        let adam = Adam::new(&params, AdamConfig::default());
-        (
-            net,
-            State {
-                params,
-                ema,
-                adam,
-                iteration: 0,
-                seconds: 0.0,
-            },
-        )
-    }
-
-    fn checkpoint(&self, cfg: &TrainConfig, target: &dyn TrainTarget) -> Checkpoint {
-        let (m, v) = self.adam.moments();
-        Checkpoint {
-            config: cfg.clone(),
-            target: target.spec(),
-            dim: target.dim(),
-            target_data_crc: crc32(target.data()),
-            iteration: self.iteration,
-            params: self.params.values.iter().map(|t| t.data.clone()).collect(),
-            ema: self.ema.shadow.iter().map(|t| t.data.clone()).collect(),
-            adam_m: m.to_vec(),
-            adam_v: v.to_vec(),
-            adam_t: self.adam.t,
-            seconds: self.seconds,
-        }
-    }
-
-    fn restore(&mut self, c: Checkpoint) -> Result<(), String> {
-        let shapes_match = |vs: &[Vec<f32>]| {
-            vs.len() == self.params.values.len()
-                && vs
-                    .iter()
-                    .zip(&self.params.values)
-                    .all(|(v, t)| v.len() == t.len())
-        };
-        if ![&c.params, &c.ema, &c.adam_m, &c.adam_v]
-            .iter()
-            .all(|v| shapes_match(v))
-        {
-            return Err("checkpoint tensors do not match the network".into());
-        }
-        for (t, v) in self.params.values.iter_mut().zip(c.params) {
-            t.data = v;
-        }
-        for (t, v) in self.ema.shadow.iter_mut().zip(c.ema) {
-            t.data = v;
-        }
-        self.adam.restore_moments(c.adam_m, c.adam_v, c.adam_t);
-        self.iteration = c.iteration;
-        self.seconds = c.seconds;
-        Ok(())
-    }
-
-    fn ema_flat(&self) -> Vec<f32> {
-        self.ema
-            .shadow
-            .iter()
-            .flat_map(|t| t.data.iter().copied())
-            .collect()
-    }
-}
-
-fn save(
-    path: &Option<PathBuf>,
-    state: &State,
-    cfg: &TrainConfig,
-    target: &dyn TrainTarget,
-) -> Result<(), TrainError> {
-    if let Some(p) = path {
-        write_atomic(p, &state.checkpoint(cfg, target).to_bytes())
-            .map_err(|e| TrainError::Io(format!("cannot write checkpoint {}: {e}", p.display())))?;
-    }
-    Ok(())
-}
-
 /// Trains a control network for `target` as `cfg` says; see the module docs.
 pub fn train(
     cfg: &TrainConfig,
@@ -575,161 +435,38 @@ pub fn train(
         ..cfg.clone()
     };
     let header = cfg.header(target);
-    let (net, mut state) = State::new(cfg, header.shape);
-    if run.resume {
-        let path = run
-            .checkpoint
-            .as_ref()
-            .ok_or_else(|| TrainError::Config("--resume needs a checkpoint path".into()))?;
-        if path.exists() {
-            let bytes = fs::read(path)
-                .map_err(|e| TrainError::Io(format!("cannot read {}: {e}", path.display())))?;
-            let c = Checkpoint::from_bytes(&bytes)
-                .map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
-            if c.config != *cfg {
-                return Err(TrainError::Config(format!(
-                    "checkpoint {} was written with a different configuration",
-                    path.display()
-                )));
-            }
-            if (c.target, c.dim, c.target_data_crc)
-                != (target.spec(), target.dim(), crc32(target.data()))
-            {
-                return Err(TrainError::Config(format!(
-                    "checkpoint {} was written for a different target",
-                    path.display()
-                )));
-            }
-            state.restore(c).map_err(TrainError::Io)?;
-        }
-    }
-    let mut rollout = Rollout {
-        net,
-        header,
-        target,
-        loss: cfg.loss,
-        cost: cfg.cost,
-        explore: 1.0,
-    };
-    let schedule = LrSchedule::Cosine {
+    let settings = Settings {
+        iterations: cfg.iterations,
         lr: cfg.lr,
-        min_lr: cfg.lr_final,
+        lr_final: cfg.lr_final,
         warmup: 0,
-        total: cfg.iterations as u64,
+        clip: cfg.clip,
+        ema_decay: cfg.ema_decay,
+        seed: cfg.seed,
+        checkpoint_every: cfg.checkpoint_every,
     };
-    let mut dp = DataParallel::new(cfg.threads);
-    let point = target.point();
-    let d = header.shape.d as f32;
-    let mut last_eval: Option<EvalReport> = None;
-    let mut last_checkpoint: Option<PathBuf> = None;
-    let mut interrupted = false;
-    let started = Instant::now();
-    let seconds_before = state.seconds;
-    while state.iteration < cfg.iterations {
-        if run.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-            interrupted = true;
-            break;
-        }
-        let k = state.iteration;
-        let seed = streams::iteration(cfg.seed, k);
-        rollout.explore = cfg.explore_at(k);
-        let rollout = &rollout;
-        state.params.zero_grad();
-        let nan_paths = AtomicUsize::new(0);
-        let run_shard = |range, tape: &mut _, p: &Params| {
-            let out = rollout.run(tape, p, seed, range);
-            nan_paths.fetch_add(out.nan, Ordering::Relaxed);
-            out.r
-        };
-        let loss = match cfg.loss {
-            Loss::LogVariance => {
-                dp.run_gather(&mut state.params, cfg.batch, run_shard, |tape, r| {
-                    let v = tape.var_rows(r, 1);
-                    tape.scale(v, 1.0 / d)
-                })
-                .0
-            }
-            Loss::Kl => dp.run_sum(&mut state.params, cfg.batch, |range, tape, p| {
-                let r = run_shard(range, tape, p);
-                let s = tape.sum(r);
-                tape.scale(s, 1.0 / (cfg.batch as f32 * d))
-            }),
-        } as f64;
-        // A stop requested while the iteration ran (Ctrl-C, or a target that
-        // failed and returned placeholders) discards the iteration.
-        if run.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-            interrupted = true;
-            break;
-        }
-        let nan = nan_paths.load(Ordering::Relaxed);
-        if nan > 0 {
-            return Err(TrainError::TargetNan {
-                iteration: k,
-                paths: nan,
-                batch: cfg.batch,
-            });
-        }
-        let grad_norm = state.params.grads.global_norm();
-        if !loss.is_finite() || !grad_norm.is_finite() {
-            let what = if loss.is_finite() {
-                "non-finite gradient"
-            } else {
-                "non-finite loss"
-            };
-            return Err(TrainError::Diverged {
-                iteration: k,
-                what: what.into(),
-                checkpoint: last_checkpoint,
-            });
-        }
-        clip_grad_norm(&mut state.params.grads, cfg.clip);
-        let lr = schedule.at(k as u64);
-        state.adam.step(&mut state.params, lr);
-        state.ema.update(&state.params);
-        state.iteration += 1;
-        state.seconds = seconds_before + started.elapsed().as_secs_f64();
-
-        if cfg.eval_every > 0
-            && state.iteration % cfg.eval_every == 0
-            && state.iteration < cfg.iterations
-        {
-            let opts = SampleOptions {
-                n: cfg.eval_samples.min(4096),
-                seed: streams::evaluation(cfg.seed, k),
-                threads: cfg.threads,
-                block: target.block(),
-                ..SampleOptions::default()
-            };
-            let samples = eval::sample_params(&header, &state.ema_flat(), Some(&*point), &opts)
-                .map_err(|e| TrainError::Io(e.to_string()))?;
-            last_eval = Some(eval::report(&samples, Some(target), cfg.cost));
-        }
-        if cfg.checkpoint_every > 0 && state.iteration % cfg.checkpoint_every == 0 {
-            save(&run.checkpoint, &state, cfg, target)?;
-            last_checkpoint = run.checkpoint.clone();
-        }
-        on_progress(&Progress {
-            iteration: state.iteration,
-            iterations: cfg.iterations,
-            loss,
-            grad_norm,
-            lr,
-            last_eval: last_eval.clone(),
-            elapsed: Duration::from_secs_f64(state.seconds),
-        });
-    }
-    save(&run.checkpoint, &state, cfg, target)?;
-    dp.release();
+    let (net, mut opt) = Optimiser::new(&settings, header.shape);
+    let mut training = Training {
+        cfg,
+        target,
+        rollout: Rollout {
+            net,
+            header,
+            target,
+            loss: cfg.loss,
+            cost: cfg.cost,
+            explore: 1.0,
+        },
+        dp: DataParallel::new(cfg.threads),
+        point: target.point(),
+        last_eval: None,
+        on_progress,
+    };
+    let ended = optimise(&mut training, &mut opt, &settings, run)?;
+    training.dp.release();
 
     // Export the EMA weights, then evaluate exactly what the file holds.
-    let weights = encode_with(&header, &state.ema_flat(), target.data())
-        .map_err(|e| TrainError::Io(format!("cannot encode weights: {e}")))?;
-    let model = Model::parse(&weights)
-        .map_err(|e| TrainError::Io(format!("exported weights do not decode: {e}")))?;
-    let mut params = vec![0.0f32; header.param_count()];
-    model
-        .params_into(&mut params)
-        .map_err(|e| TrainError::Io(format!("exported weights do not decode: {e}")))?;
+    let (weights, params) = export(&header, &opt.ema_flat(), target.data())?;
     let opts = SampleOptions {
         n: cfg.eval_samples,
         seed: cfg.seed,
@@ -737,7 +474,7 @@ pub fn train(
         block: target.block(),
         ..SampleOptions::default()
     };
-    let samples = eval::sample_params(&header, &params, Some(&*point), &opts)
+    let samples = eval::sample_params(&header, &params, Some(&*training.point), &opts)
         .map_err(|e| TrainError::Io(e.to_string()))?;
     let report = eval::report(&samples, Some(target), cfg.cost);
     Ok(TrainOutcome {
@@ -746,10 +483,104 @@ pub fn train(
         weights,
         report,
         samples,
-        iterations: state.iteration,
-        seconds: state.seconds,
-        interrupted,
+        iterations: opt.iteration,
+        seconds: opt.seconds,
+        interrupted: ended.interrupted,
     })
+}
+
+/// Training on a target as an [`Objective`]: the rollouts' loss, periodic
+/// evaluations through the runtime, progress.
+struct Training<'a> {
+    cfg: &'a TrainConfig,
+    target: &'a dyn TrainTarget,
+    rollout: Rollout<'a>,
+    dp: DataParallel,
+    point: Box<dyn Target + Sync + 'a>,
+    last_eval: Option<EvalReport>,
+    on_progress: &'a mut dyn FnMut(&Progress),
+}
+
+impl Objective for Training<'_> {
+    fn loss(&mut self, k: usize, params: &mut Params) -> Result<f64, TrainError> {
+        let cfg = self.cfg;
+        let seed = streams::iteration(cfg.seed, k);
+        self.rollout.explore = cfg.explore_at(k);
+        let rollout = &self.rollout;
+        let nan_paths = AtomicUsize::new(0);
+        let run_shard = |range, tape: &mut _, p: &Params| {
+            let out = rollout.run(tape, p, seed, range);
+            nan_paths.fetch_add(out.nan, Ordering::Relaxed);
+            out.r
+        };
+        let d = rollout.header.shape.d as f32;
+        let loss = match cfg.loss {
+            Loss::LogVariance => {
+                self.dp
+                    .run_gather(params, cfg.batch, run_shard, |tape, r| {
+                        let v = tape.var_rows(r, 1);
+                        tape.scale(v, 1.0 / d)
+                    })
+                    .0
+            }
+            Loss::Kl => self.dp.run_sum(params, cfg.batch, |range, tape, p| {
+                let r = run_shard(range, tape, p);
+                let s = tape.sum(r);
+                tape.scale(s, 1.0 / (cfg.batch as f32 * d))
+            }),
+        } as f64;
+        let nan = nan_paths.load(Ordering::Relaxed);
+        if nan > 0 {
+            return Err(TrainError::TargetNan {
+                iteration: k,
+                paths: nan,
+                batch: cfg.batch,
+            });
+        }
+        Ok(loss)
+    }
+
+    fn after(&mut self, opt: &Optimiser, update: &Update) -> Result<bool, TrainError> {
+        let cfg = self.cfg;
+        let done = opt.iteration;
+        if cfg.eval_every > 0 && done % cfg.eval_every == 0 && done < cfg.iterations {
+            let opts = SampleOptions {
+                n: cfg.eval_samples.min(4096),
+                seed: streams::evaluation(cfg.seed, done - 1),
+                threads: cfg.threads,
+                block: self.target.block(),
+                ..SampleOptions::default()
+            };
+            let header = &self.rollout.header;
+            let samples = eval::sample_params(header, &opt.ema_flat(), Some(&*self.point), &opts)
+                .map_err(|e| TrainError::Io(e.to_string()))?;
+            self.last_eval = Some(eval::report(&samples, Some(self.target), cfg.cost));
+        }
+        (self.on_progress)(&Progress {
+            iteration: done,
+            iterations: cfg.iterations,
+            loss: update.loss,
+            grad_norm: update.grad_norm,
+            lr: update.lr,
+            last_eval: self.last_eval.clone(),
+            elapsed: Duration::from_secs_f64(opt.seconds),
+        });
+        Ok(false)
+    }
+
+    fn identity(&self) -> Identity {
+        let t = self.target;
+        Identity {
+            // Every setting but how often checkpoints are written.
+            config: postcard::to_allocvec(&TrainConfig {
+                checkpoint_every: 0,
+                ..self.cfg.clone()
+            })
+            .expect("a config serialises"),
+            source: postcard::to_allocvec(&(t.spec(), t.dim(), crc32(t.data())))
+                .expect("a target's identity serialises"),
+        }
+    }
 }
 
 #[cfg(test)]

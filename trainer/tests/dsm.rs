@@ -6,6 +6,7 @@ use diffctl_runtime::target::{Builtin, GaussianMixture};
 use diffctl_trainer::data::Toy;
 use diffctl_trainer::dsm::{fit, FitConfig};
 use diffctl_trainer::eval::{sample_params, SampleOptions};
+use diffctl_trainer::train::RunOptions;
 
 fn gmm_cfg() -> FitConfig {
     FitConfig {
@@ -28,17 +29,79 @@ fn tiny() -> FitConfig {
     }
 }
 
+/// Fit and training share one optimisation loop (trainer/src/optimise.rs):
+/// a fit stopped after iteration 13 (between validations) and resumed from
+/// its checkpoint ends with the uninterrupted fit's weights, best validation
+/// and best iteration; a checkpoint of other data is refused.
+#[test]
+fn resumed_fit_equals_uninterrupted_fit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = std::env::temp_dir().join(format!("diffctl-fit-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = Toy::TwoMoons.generate(500, 1).unwrap();
+    let cfg = FitConfig {
+        checkpoint_every: 5,
+        ..tiny()
+    };
+    let straight = fit(&data, &cfg, &RunOptions::default(), &mut |_| {}).unwrap();
+
+    let ckpt = dir.join("fit.ckpt");
+    let stop = AtomicBool::new(false);
+    let first = fit(
+        &data,
+        &cfg,
+        &RunOptions {
+            checkpoint: Some(ckpt.clone()),
+            resume: false,
+            stop: Some(&stop),
+        },
+        &mut |p| {
+            if p.iteration == 13 {
+                stop.store(true, Ordering::SeqCst);
+            }
+        },
+    )
+    .unwrap();
+    assert!(first.interrupted && first.iterations == 13);
+    let resume = RunOptions {
+        checkpoint: Some(ckpt.clone()),
+        resume: true,
+        stop: None,
+    };
+    let resumed = fit(&data, &cfg, &resume, &mut |_| {}).unwrap();
+    assert_eq!(resumed.iterations, straight.iterations);
+    assert_eq!(resumed.weights, straight.weights, "resumed weights differ");
+    assert_eq!(resumed.best_iteration, straight.best_iteration);
+    assert_eq!(
+        resumed.best_validation_loss.to_bits(),
+        straight.best_validation_loss.to_bits()
+    );
+    let other = Toy::TwoMoons.generate(500, 2).unwrap();
+    let err = fit(&other, &cfg, &resume, &mut |_| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("different target or data"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn same_seed_and_threads_give_identical_weights() {
     let data = Toy::TwoMoons.generate(500, 1).unwrap();
-    let a = fit(&data, &tiny(), &mut |_| {}).unwrap();
-    let b = fit(&data, &tiny(), &mut |_| {}).unwrap();
+    let a = fit(&data, &tiny(), &RunOptions::default(), &mut |_| {}).unwrap();
+    let b = fit(&data, &tiny(), &RunOptions::default(), &mut |_| {}).unwrap();
     assert_eq!(a.weights, b.weights);
     assert_eq!(
         a.best_validation_loss.to_bits(),
         b.best_validation_loss.to_bits()
     );
-    let c = fit(&data, &FitConfig { seed: 5, ..tiny() }, &mut |_| {}).unwrap();
+    let c = fit(
+        &data,
+        &FitConfig { seed: 5, ..tiny() },
+        &RunOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
     assert_ne!(a.weights, c.weights, "the seed must matter");
     // The file is a DSM model without a target, sampled from N(0, I) by the runtime.
     let model = Model::parse(&a.weights).unwrap();
@@ -75,7 +138,7 @@ fn early_stopping_keeps_the_best_validated_weights() {
         ..tiny()
     };
     let mut seen = Vec::new();
-    let out = fit(&data, &cfg, &mut |p| {
+    let out = fit(&data, &cfg, &RunOptions::default(), &mut |p| {
         if let Some(v) = p.validation_loss {
             seen.push((p.iteration, v));
         }
@@ -130,14 +193,18 @@ fn bad_configurations_and_data_are_rejected_with_a_message() {
             "VP",
         ),
     ] {
-        let err = fit(&data, &cfg, &mut |_| {}).unwrap_err();
+        let err = fit(&data, &cfg, &RunOptions::default(), &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(needle) && !err.contains('\n'),
             "{needle}: {err}"
         );
     }
     let one = Dataset::new(2, vec![0.0, 1.0]).unwrap();
-    let err = fit(&one, &tiny(), &mut |_| {}).unwrap_err();
+    let err = fit(&one, &tiny(), &RunOptions::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("at least 2"), "{err}");
 }
 
@@ -146,7 +213,7 @@ fn dsm_learns_gmm() {
     let started = std::time::Instant::now();
     let data = Toy::Target(TargetSpec::Gmm).generate(20_000, 11).unwrap();
     let cfg = gmm_cfg();
-    let out = fit(&data, &cfg, &mut |p| {
+    let out = fit(&data, &cfg, &RunOptions::default(), &mut |p| {
         if let Some(v) = p.validation_loss {
             eprintln!(
                 "{:5} loss {:.4} val {:.4} |g| {:.3} lr {:.2e} {:.1}s",
