@@ -146,7 +146,7 @@ fn main() {
     let truth = reference(&data);
     let budget = if quick { 3.0 } else { 60.0 * minutes };
     let eval_paths = if quick { 500 } else { EVAL_PATHS };
-    let threads = diffctl_trainer::eval::default_threads();
+    let threads = diffctl_trainer::parallel::default_threads();
     eprintln!(
         "posterior: d = {}, {} rows; {budget:.0} s of training per sampler, {eval_paths} paths, {threads} threads",
         target.dim(),

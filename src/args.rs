@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::weights::MAX_STEPS;
-use diffctl_trainer::eval::{check_target, default_threads, file_target, CostForm, SampleOptions};
+use diffctl_trainer::eval::{check_target, file_target, CostForm, SampleOptions};
+use diffctl_trainer::parallel::{default_threads, MAX_THREADS};
 use diffctl_trainer::target::{Known, TrainTarget};
 
 use crate::config;
@@ -33,8 +34,6 @@ impl ChosenTarget {
 
 /// Most floats (`n * d`) one command draws: 4 GiB of samples.
 pub const MAX_FLOATS: usize = 1 << 30;
-/// Most worker threads a command starts.
-pub const MAX_THREADS: usize = 1024;
 
 /// The target: a built-in preset, optionally with its parameters changed,
 /// or a target described in a TOML file.

@@ -25,11 +25,11 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| io_error(path, &e))
 }
 
-/// Writes `bytes` to `path` atomically (see `diffctl_trainer::train::write_atomic`:
+/// Writes `bytes` to `path` atomically (see `diffctl_trainer::io::write_atomic`:
 /// temporary file, flush, rename; devices and FIFOs are written in place),
 /// with the path in any error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    diffctl_trainer::train::write_atomic(path, bytes).map_err(|e| io_error(path, &e))
+    diffctl_trainer::io::write_atomic(path, bytes).map_err(|e| io_error(path, &e))
 }
 
 /// Writes `bytes` to standard output; a closed pipe (`| head`) is not an error.

@@ -15,7 +15,6 @@ mod config;
 mod datasets;
 mod error;
 mod io;
-mod npy;
 mod output;
 mod plot;
 mod progress;

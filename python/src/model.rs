@@ -6,8 +6,9 @@ use std::sync::Arc;
 use diffctl_runtime::integrate::Integrator;
 use diffctl_runtime::weights::Header;
 use diffctl_trainer::eval::{self, CostForm, EvalError, SampleOptions, Samples};
+use diffctl_trainer::io::write_atomic;
 use diffctl_trainer::target::TrainTarget;
-use diffctl_trainer::train::{integrator_long_name, write_atomic, INTEGRATOR_NAMES};
+use diffctl_trainer::train::{integrator_long_name, INTEGRATOR_NAMES};
 use numpy::{PyArray1, PyArray2, PyArrayMethods};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -100,7 +101,7 @@ impl Model {
             first,
             steps,
             integrator,
-            threads: threads.unwrap_or_else(eval::default_threads),
+            threads: threads.unwrap_or_else(diffctl_trainer::parallel::default_threads),
             block: self
                 .density
                 .target()

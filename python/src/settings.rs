@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use diffctl_runtime::target::TargetSpec;
-use diffctl_trainer::eval::default_threads;
+use diffctl_trainer::parallel::default_threads;
 use diffctl_trainer::target::config::{TargetConfig, CONFIG_KINDS};
 use diffctl_trainer::target::{Known, TrainTarget};
 use diffctl_trainer::train::{

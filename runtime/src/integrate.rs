@@ -54,6 +54,26 @@ pub struct PathCost {
     pub r_disc: f64,
 }
 
+/// Which path cost enters the estimates (and the log-variance loss).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CostForm {
+    /// `R_disc` from transition densities: unbiased at every step count.
+    #[default]
+    Discrete,
+    /// The Euler discretisation of the continuous `R`: biased at finite K.
+    Continuous,
+}
+
+impl CostForm {
+    pub fn of(self, c: &PathCost) -> f64 {
+        match self {
+            CostForm::Discrete => c.r_disc,
+            CostForm::Continuous => c.r,
+        }
+    }
+}
+
 /// Per-path state that persists across steps.
 #[derive(Clone, Debug)]
 pub struct PathState {

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use clap::Args;
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::elbo::{elbo_file, ElboConfig, ElboReport};
-use diffctl_trainer::eval::{default_threads, report, sample_file};
+use diffctl_trainer::eval::{report, sample_file};
+use diffctl_trainer::parallel::default_threads;
 use serde::Serialize;
 
 use crate::args::{check_threads, model_target, sample_options, CostArg, RunArgs, TargetArgs};

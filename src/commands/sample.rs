@@ -17,8 +17,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{model_target, sample_options, RunArgs, TargetArgs};
 use crate::error::{Error, Result};
+use crate::io;
 use crate::output::{self, OutFile};
-use crate::{io, npy};
+use diffctl_trainer::data::npy_header;
 
 /// Floats drawn per chunk by default (256 KiB of samples, a fraction of a
 /// second of sampling, between writes and progress updates).
@@ -225,7 +226,7 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         if done == 0 {
             match format {
                 Format::Csv => buf.extend_from_slice(csv_header(&samples).as_bytes()),
-                Format::Npy => buf.extend_from_slice(&npy::header(args.n, d)),
+                Format::Npy => buf.extend_from_slice(&npy_header(args.n, d)),
                 Format::Hex => {}
             }
         }
@@ -283,7 +284,7 @@ fn resampled(
             buf.extend_from_slice(csv_rows(&draws).as_bytes());
         }
         Format::Npy => {
-            buf.extend_from_slice(&npy::header(m, d));
+            buf.extend_from_slice(&npy_header(m, d));
             for v in &draws.xs {
                 buf.extend_from_slice(&v.to_le_bytes());
             }

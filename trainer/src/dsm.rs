@@ -54,7 +54,7 @@
 //!     }
 //! })
 //! .unwrap();
-//! // `out.weights` is a complete weights file (write it with `train::write_atomic`).
+//! // `out.weights` is a complete weights file (write it with `io::write_atomic`).
 //! let samples = sample_params(&out.header, &out.params, None, &SampleOptions { n: 100, ..Default::default() }).unwrap();
 //! assert_eq!(samples.xs.len(), 200);
 //! let held_out = Toy::TwoMoons.generate(50, 1).unwrap();
@@ -73,7 +73,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::autodiff::{Graph, Mode, Params, Var};
 use crate::data::{uniform_index, Dataset};
-use crate::eval;
 use crate::network::{BoundNetwork, Network};
 use crate::optimise::{export, optimise, Identity, Objective, Optimiser, Settings, Update};
 use crate::parallel::{shard_ranges, DataParallel};
@@ -155,7 +154,7 @@ impl Default for FitConfig {
             patience: 10,
             checkpoint_every: 200,
             seed: 0,
-            threads: eval::default_threads(),
+            threads: crate::parallel::default_threads(),
             steps: 100,
             grid: TimeGrid::Uniform,
             integrator: Integrator::EulerMaruyama,

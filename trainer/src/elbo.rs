@@ -51,7 +51,6 @@ use diffctl_runtime::target::Builtin;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
-use crate::eval;
 
 /// How the bound is estimated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,7 +73,7 @@ impl Default for ElboConfig {
             fd_step: 1e-2,
             control_variate: true,
             seed: 0,
-            threads: eval::default_threads(),
+            threads: crate::parallel::default_threads(),
         }
     }
 }

@@ -20,6 +20,7 @@
 //! | [`dsm`] | fitting to data by denoising score matching |
 //! | [`data`] | data sets: CSV, `.npy`, toy generators, exact samples of built-in targets |
 //! | [`elbo`] | the likelihood bound of a fitted model |
+//! | [`io`] | atomic file writes |
 //!
 //! Everything the runtime defines (targets, SDEs and schedules, the path
 //! simulator, the weights format, the random streams) is used from
@@ -31,6 +32,7 @@ pub mod distance;
 pub mod dsm;
 pub mod elbo;
 pub mod eval;
+pub mod io;
 pub mod losses;
 pub mod network;
 pub mod optim;

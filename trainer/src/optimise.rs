@@ -24,10 +24,11 @@ use diffctl_runtime::weights::{crc32, encode_with, Header, Model};
 use serde::{Deserialize, Serialize};
 
 use crate::autodiff::Params;
+use crate::io::write_atomic;
 use crate::network::Network;
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema, LrSchedule};
 use crate::streams;
-use crate::train::{write_atomic, RunOptions, TrainError};
+use crate::train::{RunOptions, TrainError};
 
 /// The optimiser's settings (keys shared by `TrainConfig` and `FitConfig`).
 #[derive(Clone, Copy, Debug)]

@@ -22,6 +22,15 @@ use std::ops::Range;
 
 use crate::autodiff::{Grads, Params, Tape, Tensor, Var};
 
+/// Most threads a training, fitting or sampling run may use (the command
+/// line's limit too).
+pub const MAX_THREADS: usize = 256;
+
+/// Number of cores available: the default thread count.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Splits `0..batch` into `parts` contiguous ranges whose sizes differ by at most one.
 pub fn shard_ranges(batch: usize, parts: usize) -> Vec<Range<usize>> {
     let parts = parts.max(1);
