@@ -134,27 +134,36 @@ impl Network {
         &self.ids
     }
 
-    /// Binds every parameter as a leaf of `g`.
+    /// Binds every parameter as a leaf of `g` (in weights-file order), each
+    /// found by its name in the runtime's parameter list.
     pub fn bind<M: Mode>(&self, g: &mut Graph<M>, params: &Params) -> BoundNetwork {
+        let names: Vec<Param> = self.shape.params().map(|spec| spec.param).collect();
         let vars: Vec<Var> = self.ids.iter().map(|&id| g.param(params, id)).collect();
-        let hidden = self.shape.hidden();
-        let h = |i: usize| (vars[7 + 2 * i], vars[8 + 2 * i]);
-        let o = 7 + 2 * hidden;
+        let v = |p: Param| {
+            let i = names.iter().position(|&q| q == p);
+            vars[i.expect("the shape lists every parameter it uses")]
+        };
         BoundNetwork {
-            phase: vars[0],
-            time_w1: vars[1],
-            time_b1: vars[2],
-            time_w2: vars[3],
-            time_b2: vars[4],
-            state_w: vars[5],
-            state_b: vars[6],
-            hidden: (0..hidden).map(h).collect(),
-            out_w: vars[o],
-            out_b: vars[o + 1],
-            score: self
-                .shape
-                .score_term
-                .then(|| [vars[o + 2], vars[o + 3], vars[o + 4], vars[o + 5]]),
+            phase: v(Param::TimePhase),
+            time_w1: v(Param::TimeW1),
+            time_b1: v(Param::TimeB1),
+            time_w2: v(Param::TimeW2),
+            time_b2: v(Param::TimeB2),
+            state_w: v(Param::StateW),
+            state_b: v(Param::StateB),
+            hidden: (0..self.shape.hidden())
+                .map(|i| (v(Param::HiddenW(i)), v(Param::HiddenB(i))))
+                .collect(),
+            out_w: v(Param::OutW),
+            out_b: v(Param::OutB),
+            score: self.shape.score_term.then(|| {
+                [
+                    v(Param::ScoreW1),
+                    v(Param::ScoreB1),
+                    v(Param::ScoreW2),
+                    v(Param::ScoreB2),
+                ]
+            }),
         }
     }
 
