@@ -146,19 +146,17 @@ impl BinaryOp {
     }
 }
 
-/// Elementwise functions of one tensor; `Scale` and `AddScalar` carry a constant.
+/// Elementwise functions of one tensor; `Scale` carries a constant.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Unary {
     Neg,
     Scale(f32),
-    AddScalar(f32),
     Square,
     Sqrt,
     Exp,
     Log,
     Sin,
     Cos,
-    Tanh,
     Gelu,
 }
 
@@ -192,14 +190,12 @@ impl UnaryOp {
         match self.kind {
             Unary::Neg => acc(gx, gy, x, y, |_, _| -1.0),
             Unary::Scale(c) => acc(gx, gy, x, y, |_, _| c),
-            Unary::AddScalar(_) => acc(gx, gy, x, y, |_, _| 1.0),
             Unary::Square => acc(gx, gy, x, y, |x, _| 2.0 * x),
             Unary::Sqrt => acc(gx, gy, x, y, |_, y| 0.5 / y),
             Unary::Exp => acc(gx, gy, x, y, |_, y| y),
             Unary::Log => acc(gx, gy, x, y, |x, _| 1.0 / x),
             Unary::Sin => acc(gx, gy, x, y, |x, _| libm::cosf(x)),
             Unary::Cos => acc(gx, gy, x, y, |x, _| -libm::sinf(x)),
-            Unary::Tanh => acc(gx, gy, x, y, |_, y| 1.0 - y * y),
             Unary::Gelu => fastmath::gelu_backward(gx, gy, x),
         }
     }
@@ -248,14 +244,12 @@ impl<M: Mode> Graph<M> {
         match kind {
             Unary::Neg => map(&mut out, xs, |v| -v),
             Unary::Scale(c) => map(&mut out, xs, |v| c * v),
-            Unary::AddScalar(c) => map(&mut out, xs, |v| v + c),
             Unary::Square => map(&mut out, xs, |v| v * v),
             Unary::Sqrt => map(&mut out, xs, libm::sqrtf),
             Unary::Exp => map(&mut out, xs, libm::expf),
             Unary::Log => map(&mut out, xs, libm::logf),
             Unary::Sin => map(&mut out, xs, libm::sinf),
             Unary::Cos => map(&mut out, xs, libm::cosf),
-            Unary::Tanh => map(&mut out, xs, libm::tanhf),
             Unary::Gelu => fastmath::gelu_forward(&mut out, xs),
         }
         self.push(x.rows, x.cols, out, &[x], || Op::Unary(UnaryOp { kind, x }))
@@ -267,10 +261,6 @@ impl<M: Mode> Graph<M> {
     /// `c x` for a constant `c`.
     pub fn scale(&mut self, x: Var, c: f32) -> Var {
         self.unary(Unary::Scale(c), x)
-    }
-    /// `x + c` for a constant `c`.
-    pub fn add_scalar(&mut self, x: Var, c: f32) -> Var {
-        self.unary(Unary::AddScalar(c), x)
     }
     pub fn square(&mut self, x: Var) -> Var {
         self.unary(Unary::Square, x)
@@ -289,9 +279,6 @@ impl<M: Mode> Graph<M> {
     }
     pub fn cos(&mut self, x: Var) -> Var {
         self.unary(Unary::Cos, x)
-    }
-    pub fn tanh(&mut self, x: Var) -> Var {
-        self.unary(Unary::Tanh, x)
     }
     /// GELU, erf form `x (1 + erf(x / sqrt 2)) / 2`.
     pub fn gelu(&mut self, x: Var) -> Var {
@@ -363,12 +350,10 @@ mod tests {
         let kinds = [
             Unary::Neg,
             Unary::Scale(-1.7),
-            Unary::AddScalar(0.3),
             Unary::Square,
             Unary::Exp,
             Unary::Sin,
             Unary::Cos,
-            Unary::Tanh,
             Unary::Gelu,
         ];
         for kind in kinds {

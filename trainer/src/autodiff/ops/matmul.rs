@@ -229,11 +229,6 @@ impl<M: Mode> Graph<M> {
         self.matmul_t(a, false, b, true)
     }
 
-    /// `a^T b`.
-    pub fn matmul_tn(&mut self, a: Var, b: Var) -> Var {
-        self.matmul_t(a, true, b, false)
-    }
-
     /// Dense layer `y = x W^T + b` with `W` `[out, in]` and `b` `[1, out]`
     /// (PyTorch's `Linear` layout), in one pass: `b` is broadcast into the
     /// output, then GEMM accumulates onto it.
