@@ -1,5 +1,7 @@
-//! The training loop: rollouts, Adam, EMA, periodic evaluation through the
-//! runtime, atomic checkpoints and bit-identical resumption.
+//! Training on a target: [`TrainConfig`], [`train`] and what it reports.
+//! The loop itself (Adam, EMA, checkpoints, resumption) is
+//! [`crate::optimise`]; this file gives it the rollouts' loss
+//! ([`crate::losses`]) and the periodic evaluations through the runtime.
 //!
 //! Determinism: iteration `k` draws its paths from the runtime's streams under
 //! a seed derived from `(seed, k)` alone, the batch is split over a fixed
@@ -116,12 +118,10 @@ pub struct TrainConfig {
     pub explore_decay: f32,
 }
 
-/// Default initial exploration scale of the log-variance loss. Measured on
-/// gmm (batch 512, K = 100, 1000 iterations, explore_decay 0.25, seed 0):
-/// PIS needs it (on-policy: log Z_is error -0.94, one of the nine modes
-/// empty; 1.5: all nine, +0.002, ESS 0.80; 2: all nine on seeds 0-4, within
-/// 0.002, ESS 0.80), and it costs DIS little (ESS 0.81 against 0.82
-/// on-policy). 2 leaves a margin over the smallest value that worked.
+/// Default initial exploration scale of the log-variance loss: PIS loses
+/// modes of gmm without it, and it costs DIS little; 2 leaves a margin over
+/// the smallest value that worked (the measurements: benches/README.md,
+/// "Defaults").
 pub const DEFAULT_EXPLORE: f32 = 2.0;
 /// Largest accepted exploration scale.
 pub const MAX_EXPLORE: f32 = 100.0;
