@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 use diffctl_trainer::autodiff::{Params, Tape, Tensor, Var};
-use diffctl_trainer::network::{Network, NetworkShape, ScoreTerm};
+use diffctl_trainer::network::{BatchedNetwork, NetworkShape, ScoreTerm};
 use diffctl_trainer::parallel::DataParallel;
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -98,7 +98,7 @@ fn gemm_peak(m: usize, k: usize, n: usize, ta: bool, tb: bool) -> f64 {
 /// Sum over the shard of the KL-type path cost (without the Ito term),
 /// divided by the batch size; gradients flow through the trajectory.
 fn shard_loss(
-    net: &Network,
+    net: &BatchedNetwork,
     g: &mut Tape,
     params: &Params,
     x0: &Tensor,
@@ -149,7 +149,7 @@ fn iteration_time(d: u32, threads: usize) -> (f64, usize) {
     let shape = NetworkShape::reference(d);
     let mut params = Params::new();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
-    let net = Network::register(shape, &mut params, &mut rng);
+    let net = BatchedNetwork::register(shape, &mut params, &mut rng);
     let x0 = gaussian_tensor(&mut rng, BATCH, d as usize);
     let noise: Vec<Tensor> = (0..STEPS)
         .map(|_| gaussian_tensor(&mut rng, BATCH, d as usize))

@@ -73,7 +73,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::autodiff::{Graph, Mode, Params, Var};
 use crate::data::{uniform_index, Dataset};
-use crate::network::{BoundNetwork, Network};
+use crate::network::{BatchedNetwork, BoundNetwork};
 use crate::optimise::{export, optimise, Identity, Objective, Optimiser, Settings, Update};
 use crate::parallel::{shard_ranges, DataParallel};
 use crate::streams;
@@ -397,7 +397,7 @@ impl<'a> Batch<'a> {
 #[allow(clippy::too_many_arguments)]
 fn group_loss<M: Mode>(
     g: &mut Graph<M>,
-    net: &Network,
+    net: &BatchedNetwork,
     p: &BoundNetwork,
     sde: &Sde,
     s: f64,
@@ -603,7 +603,7 @@ struct Fitting<'a> {
     train: &'a Dataset,
     law: TimeLaw,
     validation: Validation,
-    net: Network,
+    net: BatchedNetwork,
     shape: NetworkShape,
     dp: DataParallel,
     best: Best,
@@ -784,7 +784,7 @@ mod tests {
         let law = TimeLaw::new(cfg.sde, cfg.eps, cfg.time_sampling);
         let batch = Batch::new(&data, &cfg, &law, 0);
         let mut params = Params::new();
-        let net = Network::register(shape, &mut params, &mut stream(1, 2));
+        let net = BatchedNetwork::register(shape, &mut params, &mut stream(1, 2));
         // Random values everywhere (the initial output layer is zero, which
         // would leave most gradients zero).
         let mut rng = stream(5, 6);

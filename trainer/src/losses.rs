@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::autodiff::{Graph, Mode, Params, Var};
 use crate::eval::CostForm;
-use crate::network::{Network, ScoreTerm};
+use crate::network::{BatchedNetwork, ScoreTerm};
 use crate::target::TrainTarget;
 
 /// Training objective.
@@ -58,7 +58,7 @@ pub enum Loss {
 /// Everything a rollout needs besides the parameters.
 #[derive(Clone)]
 pub struct Rollout<'t> {
-    pub net: Network,
+    pub net: BatchedNetwork,
     pub header: Header,
     pub target: &'t dyn TrainTarget,
     pub loss: Loss,
@@ -442,7 +442,7 @@ mod tests {
             score_term,
         };
         let mut params = Params::new();
-        let net = Network::register(shape, &mut params, &mut stream(5, 5));
+        let net = BatchedNetwork::register(shape, &mut params, &mut stream(5, 5));
         // Nonzero output layer and score weights, so every parameter matters.
         let mut rng = stream(6, 6);
         for t in &mut params.values {

@@ -22,9 +22,12 @@ use rand_core::Rng;
 
 use crate::autodiff::{Graph, Mode, ParamId, Params, Tensor, Var};
 
-/// The network's place in a [`Params`] store.
+/// The control network (MATH.md §5) for training: its place in a [`Params`]
+/// store, evaluated batched on a tape ([`BatchedNetwork::bind`]). (The
+/// runtime's `diffctl_runtime::network::Network` is the fixed-size one a
+/// device holds.)
 #[derive(Clone, Debug)]
-pub struct Network {
+pub struct BatchedNetwork {
     pub shape: NetworkShape,
     /// Parameter ids in [`NetworkShape::params`] order.
     ids: Vec<ParamId>,
@@ -112,7 +115,7 @@ fn init_tensor<R: Rng + ?Sized>(shape: &NetworkShape, spec: ParamSpec, rng: &mut
     }
 }
 
-impl Network {
+impl BatchedNetwork {
     /// Appends the network's parameters to `params` (names `time.phase`,
     /// `time.w1`, ... in weights-file order) with their initial values, drawn
     /// from `rng` in that order.
@@ -269,7 +272,7 @@ mod tests {
     fn layout_and_init() {
         let shape = NetworkShape::reference(2);
         let mut params = Params::new();
-        let net = Network::register(shape, &mut params, &mut test_rng(1));
+        let net = BatchedNetwork::register(shape, &mut params, &mut test_rng(1));
         let names: Vec<&str> = params.names().iter().map(String::as_str).collect();
         assert_eq!(
             names,
@@ -324,7 +327,7 @@ mod tests {
         // and s(t) (up to summation order and the GELU erf approximation).
         let shape = NetworkShape::reference(3);
         let mut params = Params::new();
-        let net = Network::register(shape, &mut params, &mut test_rng(2));
+        let net = BatchedNetwork::register(shape, &mut params, &mut test_rng(2));
         randomise(&mut params, 3);
         let flat = params.flatten();
         let rt = NetworkRef::from_flat(shape, &flat).unwrap();
@@ -368,7 +371,7 @@ mod tests {
     /// parameters, so the test passes fixed tensors.
     pub(crate) fn rollout<M: Mode>(
         g: &mut Graph<M>,
-        net: &Network,
+        net: &BatchedNetwork,
         params: &Params,
         x0: &Tensor,
         noise: &[Tensor],
@@ -421,7 +424,7 @@ mod tests {
     fn eval_and_tape_give_identical_values() {
         let shape = small_shape();
         let mut params = Params::new();
-        let net = Network::register(shape, &mut params, &mut test_rng(5));
+        let net = BatchedNetwork::register(shape, &mut params, &mut test_rng(5));
         randomise(&mut params, 6);
         let mut rng = test_rng(7);
         let x0 = rand_tensor(&mut rng, 4, 2);
@@ -441,7 +444,7 @@ mod tests {
         // `autodiff::check`; h = 1e-2 on O(0.5) parameters).
         let shape = small_shape();
         let mut params = Params::new();
-        let net = Network::register(shape, &mut params, &mut test_rng(8));
+        let net = BatchedNetwork::register(shape, &mut params, &mut test_rng(8));
         randomise(&mut params, 9);
         let mut rng = test_rng(10);
         let x0 = rand_tensor(&mut rng, 3, 2);

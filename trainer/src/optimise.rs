@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::autodiff::Params;
 use crate::io::write_atomic;
-use crate::network::Network;
+use crate::network::BatchedNetwork;
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema, LrSchedule};
 use crate::streams;
 use crate::train::{RunOptions, TrainError};
@@ -71,9 +71,9 @@ pub struct Update {
 
 impl Optimiser {
     /// A freshly initialised network of `shape` and its optimiser.
-    pub fn new(settings: &Settings, shape: NetworkShape) -> (Network, Self) {
+    pub fn new(settings: &Settings, shape: NetworkShape) -> (BatchedNetwork, Self) {
         let mut params = Params::new();
-        let net = Network::register(shape, &mut params, &mut streams::init(settings.seed));
+        let net = BatchedNetwork::register(shape, &mut params, &mut streams::init(settings.seed));
         let ema = Ema::new(&params, settings.ema_decay);
         let adam = Adam::new(&params, AdamConfig::default());
         let schedule = LrSchedule::Cosine {

@@ -199,7 +199,7 @@ impl DataParallel {
 mod tests {
     use super::*;
     use crate::autodiff::check::{rand_tensor, test_rng};
-    use crate::network::{Network, NetworkShape, ScoreTerm};
+    use crate::network::{BatchedNetwork, NetworkShape, ScoreTerm};
     use crate::optim::{Adam, AdamConfig};
 
     #[test]
@@ -211,7 +211,7 @@ mod tests {
     /// Per-sample path functional of a short rollout: `[n, 1]` with
     /// `R_i = sum_k |u_k|^2 h / 2 - log N(x_K; 0, I)` (up to constants).
     fn per_sample(
-        net: &Network,
+        net: &BatchedNetwork,
         g: &mut Tape,
         params: &Params,
         x0: &Tensor,
@@ -253,7 +253,7 @@ mod tests {
         g.add(cost.unwrap(), x2)
     }
 
-    fn setup(seed: u64, batch: usize) -> (Network, Params, Tensor, Vec<Tensor>) {
+    fn setup(seed: u64, batch: usize) -> (BatchedNetwork, Params, Tensor, Vec<Tensor>) {
         let shape = NetworkShape {
             d: 3,
             channels: 16,
@@ -261,7 +261,7 @@ mod tests {
             score_term: true,
         };
         let mut params = Params::new();
-        let net = Network::register(shape, &mut params, &mut test_rng(seed));
+        let net = BatchedNetwork::register(shape, &mut params, &mut test_rng(seed));
         // Give the zero-initialised output layer some weight so all gradients are live.
         let mut rng = test_rng(seed + 1);
         for name in ["out.w", "score.w2"] {

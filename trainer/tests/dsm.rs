@@ -450,7 +450,7 @@ fn finite_difference_divergence_matches_the_tape() {
     use diffctl_runtime::network::NetworkRef;
     use diffctl_trainer::autodiff::{Grads, Params, Tape, Tensor};
     use diffctl_trainer::elbo::{divergence_fd, divergence_work_len};
-    use diffctl_trainer::network::Network;
+    use diffctl_trainer::network::BatchedNetwork;
 
     let shape = NetworkShape {
         d: 3,
@@ -459,7 +459,7 @@ fn finite_difference_divergence_matches_the_tape() {
         score_term: false,
     };
     let mut params = Params::new();
-    let net = Network::register(shape, &mut params, &mut stream(1, 0));
+    let net = BatchedNetwork::register(shape, &mut params, &mut stream(1, 0));
     // Random output layer (it starts at zero) and larger weights: a curved field.
     let mut rng = stream(2, 0);
     for t in &mut params.values {
