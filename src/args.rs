@@ -8,6 +8,7 @@ use diffctl_runtime::weights::MAX_STEPS;
 use diffctl_trainer::eval::{check_target, file_target, CostForm, SampleOptions};
 use diffctl_trainer::parallel::{default_threads, MAX_THREADS};
 use diffctl_trainer::target::{Known, TrainTarget};
+use diffctl_trainer::train::RunOptions;
 
 use crate::config;
 use crate::error::{Error, Result};
@@ -377,5 +378,48 @@ mod tests {
         let s = describe_target(&TargetSpec::preset("dw20").unwrap());
         assert!(s.starts_with("dw20 ("), "{s}");
         assert_eq!(target_name(&TargetSpec::preset("mw50").unwrap()), "mw50");
+    }
+}
+
+/// `--checkpoint`, `--checkpoint-every` and `--resume`, for `train` and `fit`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct CheckpointArgs {
+    /// Checkpoint file (written atomically; also on Ctrl-C).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+    /// Write a checkpoint every N iterations (0: only at the end) [default: 200].
+    #[arg(long, value_name = "N", requires = "checkpoint")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue from --checkpoint if it exists (same configuration, same
+    /// target or data).
+    #[arg(long, requires = "checkpoint")]
+    pub resume: bool,
+}
+
+impl CheckpointArgs {
+    /// The run's options, with the Ctrl-C flag `stop`; says whether a
+    /// resume starts from a checkpoint.
+    pub fn run_options(&self, stop: &'static std::sync::atomic::AtomicBool) -> RunOptions<'static> {
+        if let (true, Some(c)) = (self.resume, &self.checkpoint) {
+            if c.exists() {
+                crate::output::note!("resuming from checkpoint {}", c.display());
+            } else {
+                crate::output::note!("no checkpoint {} yet: starting at iteration 0", c.display());
+            }
+        }
+        RunOptions {
+            checkpoint: self.checkpoint.clone(),
+            resume: self.resume,
+            stop: Some(stop),
+        }
+    }
+
+    /// `; continue with --resume --checkpoint PATH` after an interruption
+    /// (empty without a checkpoint).
+    pub fn continue_hint(&self) -> String {
+        match &self.checkpoint {
+            Some(c) => format!("; continue with --resume --checkpoint {}", c.display()),
+            None => String::new(),
+        }
     }
 }

@@ -11,7 +11,7 @@ use diffctl_trainer::eval::{report, sample_file, SampleOptions};
 use diffctl_trainer::target::Known;
 use diffctl_trainer::train::{Loss, TrainConfig};
 
-use crate::args::integrator_names;
+use crate::args::{integrator_names, CheckpointArgs};
 use crate::commands::plot::write as write_plot;
 use crate::commands::train::{finish, train_with_progress};
 use crate::error::Result;
@@ -76,9 +76,9 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         if args.quick { " (--quick)" } else { "" }
     );
     let gmm = Known::preset("gmm").expect("a preset");
-    let outcome = train_with_progress(&cfg, &gmm, None, false)?;
+    let outcome = train_with_progress(&cfg, &gmm, &CheckpointArgs::default())?;
     let saved = output::save_weights(&weights, &outcome.weights)?;
-    finish(&outcome, &saved, None);
+    finish(&outcome, &saved, &CheckpointArgs::default());
 
     // What ships is what is measured: read the file back and sample it with
     // the runtime, under a seed the training never used.

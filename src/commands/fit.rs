@@ -10,10 +10,9 @@ use clap::Args;
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::dsm::{fit, FitConfig, FitOutcome, FitProgress};
 use diffctl_trainer::eval::{sample_params, SampleOptions};
-use diffctl_trainer::train::RunOptions;
 use serde::Deserialize;
 
-use crate::args::{check_threads, MAX_FLOATS};
+use crate::args::{check_threads, CheckpointArgs, MAX_FLOATS};
 use crate::commands::plot::{check_svg_path, write_versus};
 use crate::commands::train::{stop_flag, DtypeArg};
 use crate::datasets::{subset, Purpose, Source};
@@ -81,15 +80,8 @@ pub struct FitArgs {
     /// Also plot the data against samples of the fitted model (SVG).
     #[arg(long, value_name = "PATH.svg")]
     pub plot: Option<PathBuf>,
-    /// Checkpoint file (written atomically; also on Ctrl-C).
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint: Option<PathBuf>,
-    /// Write a checkpoint every N iterations (0: only at the end) [default: 200].
-    #[arg(long, value_name = "N", requires = "checkpoint")]
-    pub checkpoint_every: Option<usize>,
-    /// Continue from --checkpoint if it exists (same configuration and data).
-    #[arg(long, requires = "checkpoint")]
-    pub resume: bool,
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
 }
 
 /// The configuration: defaults, then the file, then the flags.
@@ -114,7 +106,7 @@ pub fn build_config(args: &FitArgs) -> Result<FitConfig> {
     set(&mut cfg.batch, args.batch);
     set(&mut cfg.threads, args.threads);
     set(&mut cfg.patience, args.patience);
-    set(&mut cfg.checkpoint_every, args.checkpoint_every);
+    set(&mut cfg.checkpoint_every, args.checkpoints.checkpoint_every);
     cfg.seed = args.seed.unwrap_or(cfg.seed);
     cfg.validation_fraction = args.validation.unwrap_or(cfg.validation_fraction);
     cfg.channels = args.channels.unwrap_or(cfg.channels);
@@ -159,7 +151,7 @@ pub fn run(args: &FitArgs) -> Result<ExitCode> {
     if let Some(p) = &args.plot {
         outputs.push(("plot", p));
     }
-    if let Some(c) = &args.checkpoint {
+    if let Some(c) = &args.checkpoints.checkpoint {
         outputs.push(("checkpoint", c));
     }
     let mut inputs: Vec<(&str, &Path)> = Vec::new();
@@ -212,18 +204,7 @@ pub fn run(args: &FitArgs) -> Result<ExitCode> {
         cfg.threads
     );
     let mut reporter = progress::Reporter::new(cfg.iterations);
-    if let (true, Some(c)) = (args.resume, &args.checkpoint) {
-        if c.exists() {
-            note!("resuming from checkpoint {}", c.display());
-        } else {
-            note!("no checkpoint {} yet: starting at iteration 0", c.display());
-        }
-    }
-    let run = RunOptions {
-        checkpoint: args.checkpoint.clone(),
-        resume: args.resume,
-        stop: Some(stop),
-    };
+    let run = args.checkpoints.run_options(stop);
     let result = fit(&data, &cfg, &run, &mut |p| {
         reporter.update(p.iteration, p.iterations, p.elapsed, || progress_message(p))
     });
@@ -239,13 +220,10 @@ pub fn run(args: &FitArgs) -> Result<ExitCode> {
         outcome.weights.len()
     );
     if outcome.interrupted {
-        let hint = match &args.checkpoint {
-            Some(c) => format!("; continue with --resume --checkpoint {}", c.display()),
-            None => String::new(),
-        };
         note!(
-            "interrupted after {} iterations: the weights are the best validated ones so far{hint}",
-            outcome.iterations
+            "interrupted after {} iterations: the weights are the best validated ones so far{}",
+            outcome.iterations,
+            args.checkpoints.continue_hint()
         );
     }
     if let Some(p) = &args.plot {

@@ -9,13 +9,13 @@ use std::sync::OnceLock;
 
 use clap::{Args, ValueEnum};
 use diffctl_runtime::prelude::*;
-use diffctl_trainer::train::{self, Loss, Progress, RunOptions, TrainConfig, TrainOutcome};
+use diffctl_trainer::train::{self, Loss, Progress, TrainConfig, TrainOutcome};
 
 use diffctl_trainer::target::TrainTarget;
 
 use crate::args::{
-    check_threads, integrator_names, target_spec, ChosenTarget, CostArg, GridArg, IntegratorArg,
-    TargetArgs, TargetParams, DEFAULT_INTEGRATOR, MAX_FLOATS,
+    check_threads, integrator_names, target_spec, CheckpointArgs, ChosenTarget, CostArg, GridArg,
+    IntegratorArg, TargetArgs, TargetParams, DEFAULT_INTEGRATOR, MAX_FLOATS,
 };
 use crate::commands::plot::{check_svg_path, write as write_plot};
 use crate::error::{Error, Result};
@@ -102,15 +102,8 @@ pub struct TrainArgs {
     /// Weights file to write [default: out/<target>.dcw].
     #[arg(long, short = 'o', value_name = "PATH")]
     pub out: Option<PathBuf>,
-    /// Checkpoint file (written atomically; also on Ctrl-C).
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint: Option<PathBuf>,
-    /// Write a checkpoint every N iterations (0: only at the end) [default: 200].
-    #[arg(long, value_name = "N", requires = "checkpoint")]
-    pub checkpoint_every: Option<usize>,
-    /// Continue from --checkpoint if it exists (same configuration).
-    #[arg(long, requires = "checkpoint")]
-    pub resume: bool,
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
     /// Also plot the final evaluation's samples (SVG).
     #[arg(long, value_name = "PATH.svg")]
     pub plot: Option<PathBuf>,
@@ -233,7 +226,7 @@ pub fn build_config(args: &TrainArgs) -> Result<(TrainConfig, ChosenTarget)> {
     set(&mut cfg.threads, args.threads);
     set(&mut cfg.eval_every, args.eval_every);
     set(&mut cfg.eval_samples, args.eval_samples);
-    set(&mut cfg.checkpoint_every, args.checkpoint_every);
+    set(&mut cfg.checkpoint_every, args.checkpoints.checkpoint_every);
     cfg.lr = args.lr.unwrap_or(cfg.lr);
     cfg.lr_final = args.lr_final.unwrap_or(cfg.lr_final);
     cfg.prior_nu = args.prior_nu.unwrap_or(cfg.prior_nu);
@@ -280,7 +273,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         check_svg_path(p)?;
     }
     let mut outputs: Vec<(&str, &Path)> = vec![("weights file", &out)];
-    if let Some(c) = &args.checkpoint {
+    if let Some(c) = &args.checkpoints.checkpoint {
         outputs.push(("checkpoint", c));
     }
     if let Some(p) = &args.plot {
@@ -312,11 +305,11 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         integrator_names(cfg.integrator),
         cfg.threads
     );
-    let outcome = train_with_progress(&cfg, &*chosen.target, args.checkpoint.clone(), args.resume)?;
+    let outcome = train_with_progress(&cfg, &*chosen.target, &args.checkpoints)?;
     // The weights first: nothing printed below can lose them.
     let saved = output::save_weights(&out, &outcome.weights)?;
     output::out(&outcome.report.to_string());
-    finish(&outcome, &saved, args.checkpoint.as_deref());
+    finish(&outcome, &saved, &args.checkpoints);
     if let Some(p) = &args.plot {
         let drawn = write_plot(
             p,
@@ -368,7 +361,7 @@ pub fn loss_name(l: Loss) -> &'static str {
 }
 
 /// Says where the weights (already written) and the checkpoint went.
-pub fn finish(outcome: &TrainOutcome, saved: &output::Saved, checkpoint: Option<&Path>) {
+pub fn finish(outcome: &TrainOutcome, saved: &output::Saved, checkpoints: &CheckpointArgs) {
     say!(
         "weights          {} ({} bytes, {} iterations in {:.1} s)",
         saved.path.display(),
@@ -376,17 +369,14 @@ pub fn finish(outcome: &TrainOutcome, saved: &output::Saved, checkpoint: Option<
         outcome.iterations,
         outcome.seconds
     );
-    if let Some(c) = checkpoint {
+    if let Some(c) = &checkpoints.checkpoint {
         say!("checkpoint       {}", c.display());
     }
     if outcome.interrupted {
-        let hint = match checkpoint {
-            Some(c) => format!("; continue with --resume --checkpoint {}", c.display()),
-            None => String::new(),
-        };
         note!(
-            "interrupted after {} iterations: the weights are those of that point{hint}",
-            outcome.iterations
+            "interrupted after {} iterations: the weights are those of that point{}",
+            outcome.iterations,
+            checkpoints.continue_hint()
         );
     }
 }
@@ -417,21 +407,9 @@ pub(crate) fn stop_flag() -> Result<&'static AtomicBool> {
 pub fn train_with_progress(
     cfg: &TrainConfig,
     target: &dyn TrainTarget,
-    checkpoint: Option<PathBuf>,
-    resume: bool,
+    checkpoints: &CheckpointArgs,
 ) -> Result<TrainOutcome> {
-    if let (true, Some(c)) = (resume, &checkpoint) {
-        if c.exists() {
-            note!("resuming from checkpoint {}", c.display());
-        } else {
-            note!("no checkpoint {} yet: starting at iteration 0", c.display());
-        }
-    }
-    let run = RunOptions {
-        checkpoint: checkpoint.clone(),
-        resume,
-        stop: Some(stop_flag()?),
-    };
+    let run = checkpoints.run_options(stop_flag()?);
     let mut report = progress::Reporter::new(cfg.iterations);
     let mut line = ProgressLine::new(cfg.eval_every);
     let mut first = true;
@@ -450,7 +428,7 @@ pub fn train_with_progress(
     });
     report.finish();
     let outcome = result.map_err(|e| Error::new(e.to_string()))?;
-    if first && resume && checkpoint.as_ref().is_some_and(|c| c.exists()) {
+    if first && checkpoints.resume && run.checkpoint.as_ref().is_some_and(|c| c.exists()) {
         note!(
             "resumed at iteration {}: the checkpoint had finished the run",
             outcome.iterations
