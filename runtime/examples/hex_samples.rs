@@ -34,14 +34,10 @@ fn run() -> Result<String, String> {
 
     let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
     let model = Model::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
-    let header = model.header;
-    let mut params = vec![0.0f32; header.param_count()];
-    let count = model.params_into(&mut params).map_err(|e| e.to_string())?;
-    let net = NetworkRef::from_flat(header.shape, &params[..count]).map_err(|e| e.to_string())?;
-    let target = model.target().ok_or("the file names no built-in target")?;
-    let sampler = header.sampler(net, Some(target), None, None)?;
+    // The network reads the file's bytes in place (no parameter buffer).
+    let sampler = model.sampler().map_err(|e| format!("{path}: {e}"))?;
 
-    let d = header.shape.d as usize;
+    let d = model.header.shape.d as usize;
     let mut xs = vec![0.0f32; n * d];
     let mut paths = vec![PathState::default(); n];
     let mut work = vec![0.0f32; sampler.work_len(n)];

@@ -17,11 +17,14 @@
 //! lost modes (gmm: 4 of 9 at half their share). [`NetworkControl`] and the
 //! trainer divide by `T`; [`NetworkRef::prepare`] takes `tau`.
 //!
-//! Parameters are stored in two ways that evaluate through the *same* code:
-//! [`Network`] owns fixed-size arrays (dimensions are const generics) and
-//! [`NetworkRef`] borrows one flat `&[f32]` whose length is known only at run
-//! time. Both hand out a [`NetworkRef`], whose methods do all the arithmetic
-//! with the kernels of [`crate::kernels`]; so the two give identical bits.
+//! Parameters are stored in three ways that evaluate through the *same* code:
+//! [`Network`] owns fixed-size arrays (dimensions are const generics),
+//! [`NetworkRef::from_flat`] borrows one flat `&[f32]` whose length is known
+//! only at run time, and [`NetworkRef::from_weights`] borrows the parameter
+//! bytes of a weights file in place (`f32`, `f16` or `bf16`: no parameter
+//! buffer, see [`crate::weights::Model::network`]). All three hand out a
+//! [`NetworkRef`] of [`Weights`], whose methods do all the arithmetic with the
+//! kernels of [`crate::kernels`]; so they give identical bits.
 //!
 //! The flat order of the parameters is [`NetworkShape::params`]; it is the
 //! order of the weights file and of the trainer's parameter store.
@@ -31,7 +34,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::control::Control;
-use crate::kernels::{dense, dot, gelu_in_place};
+use crate::kernels::{gelu_in_place, Weights};
 use crate::sde::Sde;
 use crate::target::{Prior, Target};
 
@@ -120,7 +123,7 @@ pub fn frequency(i: usize, channels: usize) -> f32 {
 
 impl NetworkShape {
     /// The reference architecture (`C = 64`, `L = 4`, score term on).
-    pub fn reference(d: u32) -> Self {
+    pub const fn reference(d: u32) -> Self {
         Self {
             d,
             channels: 64,
@@ -242,35 +245,43 @@ impl fmt::Display for ShapeError {
 }
 
 /// The score network `s(t)`'s parameters.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct ScoreNet<'a> {
-    pub w1: &'a [f32],
-    pub b1: &'a [f32],
-    pub w2: &'a [f32],
-    pub b2: &'a [f32],
+    pub w1: Weights<'a>,
+    pub b1: Weights<'a>,
+    pub w2: Weights<'a>,
+    pub b2: Weights<'a>,
 }
 
-/// A network's parameters as borrowed slices: what every evaluation runs on.
+/// A network's parameters as borrowed [`Weights`]: what every evaluation runs on.
 #[derive(Clone, Copy, Debug)]
 pub struct NetworkRef<'a> {
     pub shape: NetworkShape,
-    pub phase: &'a [f32],
-    pub time_w1: &'a [f32],
-    pub time_b1: &'a [f32],
-    pub time_w2: &'a [f32],
-    pub time_b2: &'a [f32],
-    pub state_w: &'a [f32],
-    pub state_b: &'a [f32],
+    pub phase: Weights<'a>,
+    pub time_w1: Weights<'a>,
+    pub time_b1: Weights<'a>,
+    pub time_w2: Weights<'a>,
+    pub time_b2: Weights<'a>,
+    pub state_w: Weights<'a>,
+    pub state_b: Weights<'a>,
     /// `(weight, bias)` of hidden layer `i` for `i < shape.hidden()`.
-    pub hidden: [(&'a [f32], &'a [f32]); MAX_LAYERS - 2],
-    pub out_w: &'a [f32],
-    pub out_b: &'a [f32],
+    pub hidden: [(Weights<'a>, Weights<'a>); MAX_LAYERS - 2],
+    pub out_w: Weights<'a>,
+    pub out_b: Weights<'a>,
     pub score: Option<ScoreNet<'a>>,
 }
 
 impl<'a> NetworkRef<'a> {
     /// Splits a flat parameter slice (in [`NetworkShape::params`] order).
     pub fn from_flat(shape: NetworkShape, flat: &'a [f32]) -> Result<Self, ShapeError> {
+        Self::from_weights(shape, Weights::F32(flat))
+    }
+
+    /// Splits flat parameters in any storage (in [`NetworkShape::params`]
+    /// order) without copying them: `f32` values, or the parameter bytes of
+    /// a weights file. Does not check that they are finite
+    /// ([`crate::weights::Model::network`] does).
+    pub fn from_weights(shape: NetworkShape, flat: Weights<'a>) -> Result<Self, ShapeError> {
         shape.validate().map_err(ShapeError::Invalid)?;
         let expected = shape.param_count();
         if flat.len() != expected {
@@ -281,27 +292,25 @@ impl<'a> NetworkRef<'a> {
         }
         let mut net = NetworkRef {
             shape,
-            phase: &[],
-            time_w1: &[],
-            time_b1: &[],
-            time_w2: &[],
-            time_b2: &[],
-            state_w: &[],
-            state_b: &[],
-            hidden: [(&[], &[]); MAX_LAYERS - 2],
-            out_w: &[],
-            out_b: &[],
+            phase: Weights::default(),
+            time_w1: Weights::default(),
+            time_b1: Weights::default(),
+            time_w2: Weights::default(),
+            time_b2: Weights::default(),
+            state_w: Weights::default(),
+            state_b: Weights::default(),
+            hidden: [(Weights::default(), Weights::default()); MAX_LAYERS - 2],
+            out_w: Weights::default(),
+            out_b: Weights::default(),
             score: None,
         };
-        let mut score = ScoreNet {
-            w1: &[],
-            b1: &[],
-            w2: &[],
-            b2: &[],
-        };
+        let mut score = ScoreNet::default();
         let mut rest = flat;
         for spec in shape.params() {
-            let (t, tail) = rest.split_at(spec.len());
+            let (t, tail) = rest.split_at(spec.len()).ok_or(ShapeError::Length {
+                expected,
+                got: flat.len(),
+            })?;
             rest = tail;
             match spec.param {
                 Param::TimePhase => net.phase = t,
@@ -331,7 +340,7 @@ impl<'a> NetworkRef<'a> {
         let c = self.shape.channels as usize;
         let (sin, cos) = feat.split_at_mut(c);
         for i in 0..c {
-            let (s, co) = libm::sincosf(frequency(i, c) * tau + self.phase[i]);
+            let (s, co) = libm::sincosf(frequency(i, c) * tau + self.phase.at(i));
             sin[i] = s;
             cos[i] = co;
         }
@@ -344,14 +353,14 @@ impl<'a> NetworkRef<'a> {
         let (feat, rest) = scratch.split_at_mut(2 * c);
         let hidden = &mut rest[..c];
         self.time_features(tau, feat);
-        dense(self.time_w1, self.time_b1, feat, hidden);
+        self.time_w1.dense(self.time_b1, feat, hidden);
         gelu_in_place(hidden);
-        dense(self.time_w2, self.time_b2, hidden, &mut cache[..c]);
+        self.time_w2.dense(self.time_b2, hidden, &mut cache[..c]);
         cache[c] = match &self.score {
             Some(s) => {
-                dense(s.w1, s.b1, feat, hidden);
+                s.w1.dense(s.b1, feat, hidden);
                 gelu_in_place(hidden);
-                dot(s.w2, hidden) + s.b2[0]
+                s.w2.dot(hidden) + s.b2.at(0)
             }
             None => 0.0,
         };
@@ -362,18 +371,18 @@ impl<'a> NetworkRef<'a> {
         let c = self.shape.channels as usize;
         let (h, rest) = scratch.split_at_mut(c);
         let g = &mut rest[..c];
-        dense(self.state_w, self.state_b, x, h);
+        self.state_w.dense(self.state_b, x, h);
         for (hi, et) in h.iter_mut().zip(&cache[..c]) {
             *hi += et;
         }
         for &(w, b) in &self.hidden[..self.shape.hidden()] {
             g.copy_from_slice(h);
             gelu_in_place(g);
-            dense(w, b, g, h);
+            w.dense(b, g, h);
         }
         g.copy_from_slice(h);
         gelu_in_place(g);
-        dense(self.out_w, self.out_b, g, out);
+        self.out_w.dense(self.out_b, g, out);
     }
 }
 
@@ -457,30 +466,30 @@ impl<const D: usize, const C: usize, const H: usize> Network<D, C, H> {
 
     /// The borrowed view every evaluation runs on.
     pub fn as_ref(&self) -> NetworkRef<'_> {
-        let mut hidden: [(&[f32], &[f32]); MAX_LAYERS - 2] = [(&[], &[]); MAX_LAYERS - 2];
+        let mut hidden = [(Weights::default(), Weights::default()); MAX_LAYERS - 2];
         for (slot, (w, b)) in hidden
             .iter_mut()
             .zip(self.hidden_w.iter().zip(&self.hidden_b))
         {
-            *slot = (w.as_flattened(), b);
+            *slot = (Weights::F32(w.as_flattened()), Weights::F32(b));
         }
         NetworkRef {
             shape: self.shape(),
-            phase: &self.phase,
-            time_w1: self.time_w1.as_flattened().as_flattened(),
-            time_b1: &self.time_b1,
-            time_w2: self.time_w2.as_flattened(),
-            time_b2: &self.time_b2,
-            state_w: self.state_w.as_flattened(),
-            state_b: &self.state_b,
+            phase: Weights::F32(&self.phase),
+            time_w1: Weights::F32(self.time_w1.as_flattened().as_flattened()),
+            time_b1: Weights::F32(&self.time_b1),
+            time_w2: Weights::F32(self.time_w2.as_flattened()),
+            time_b2: Weights::F32(&self.time_b2),
+            state_w: Weights::F32(self.state_w.as_flattened()),
+            state_b: Weights::F32(&self.state_b),
             hidden,
-            out_w: self.out_w.as_flattened(),
-            out_b: &self.out_b,
+            out_w: Weights::F32(self.out_w.as_flattened()),
+            out_b: Weights::F32(&self.out_b),
             score: self.score_term.then_some(ScoreNet {
-                w1: self.score_w1.as_flattened().as_flattened(),
-                b1: &self.score_b1,
-                w2: &self.score_w2,
-                b2: &self.score_b2,
+                w1: Weights::F32(self.score_w1.as_flattened().as_flattened()),
+                b1: Weights::F32(&self.score_b1),
+                w2: Weights::F32(&self.score_w2),
+                b2: Weights::F32(&self.score_b2),
             }),
         }
     }

@@ -8,10 +8,13 @@
 //! high-water mark) go to the host's stderr. Exit status 0 on success, 1 on
 //! any error or panic.
 //!
-//! Memory: no heap and no `static mut`. The parameter buffer, the work buffer,
-//! the batch's states and the line buffer are locals of [`run`], on the stack
-//! (which memory.x lets grow over all RAM above `.bss`). The only `unsafe` is
-//! the read of the painted stack region in [`stack_high_water`].
+//! Memory: no heap, no `static mut` and no parameter buffer: the network
+//! reads its parameters from the embedded files in flash (`Model::sampler`).
+//! The work buffer, the batch's states and the line buffer are locals of
+//! [`run`], on the stack (which memory.x lets grow over all RAM above
+//! `.bss`), sized at compile time from the embedded files ([`MAX_D`],
+//! [`MAX_WORK`]). The only `unsafe` is the read of the painted stack region
+//! in [`stack_high_water`].
 
 #![no_std]
 #![no_main]
@@ -51,13 +54,33 @@ const N: u64 = 100;
 /// host's (all `N`) and the WASM module's, which exercises the runtime's
 /// promise that a sample does not depend on its batch.
 const BATCH: usize = 8;
-/// Capacity of the parameter buffer (floats); the largest fixture has 29 443.
-const MAX_PARAMS: usize = 30_000;
-/// Largest state dimension `d` the buffers allow.
-const MAX_D: usize = 32;
-/// Work buffer floats: `Sampler::work_len(BATCH)` is `5C + (4 + BATCH) d + 1`
-/// (705 for C = 64, d = 32).
-const MAX_WORK: usize = 768;
+/// Largest state dimension `d` of the embedded files (read at compile time).
+const MAX_D: usize = max_over_fixtures(false);
+/// Work buffer floats: the largest `sampler_work_len(BATCH)` of the embedded
+/// files (705 for dw20: C = 32, d = 20).
+const MAX_WORK: usize = max_over_fixtures(true);
+
+/// The largest `d` (or, `work`, `sampler_work_len(BATCH)`) over the
+/// embedded files' network shapes.
+const fn max_over_fixtures(work: bool) -> usize {
+    let mut max = 0;
+    let mut i = 0;
+    while i < FIXTURES.len() {
+        let Some(shape) = shape_of(FIXTURES[i].1) else {
+            panic!("an embedded fixture is not a weights file");
+        };
+        let n = if work {
+            shape.sampler_work_len(BATCH)
+        } else {
+            shape.d as usize
+        };
+        if n > max {
+            max = n;
+        }
+        i += 1;
+    }
+    max
+}
 
 /// SysTick wrap-arounds since [`Clock::start`].
 static SYSTICK_WRAPS: AtomicU32 = AtomicU32::new(0);
@@ -145,7 +168,6 @@ fn run() -> Result<(), Failure> {
     let c1 = DWT::cycle_count();
     let _ = writeln!(stderr, "# DWT.CYCCNT across asm::delay(1000): {c0} -> {c1}");
 
-    let mut params = [0.0f32; MAX_PARAMS];
     let mut work = [0.0f32; MAX_WORK];
     let mut xs = [0.0f32; BATCH * MAX_D];
     let mut paths: [PathState; BATCH] = Default::default();
@@ -156,19 +178,9 @@ fn run() -> Result<(), Failure> {
         let t0 = clock.now();
         let model = Model::parse(bytes).map_err(|e| fail(name, e))?;
         let header = model.header;
-        let count = model.params_into(&mut params).map_err(|e| fail(name, e))?;
-        let net =
-            NetworkRef::from_flat(header.shape, &params[..count]).map_err(|e| fail(name, e))?;
-        let target = model
-            .target()
-            .ok_or_else(|| fail(name, "the file names no built-in target"))?;
-        let sampler = header
-            .sampler(net, Some(target), None, None)
-            .map_err(|e| fail(name, e))?;
+        // Reads the parameters from flash in place; checks them once.
+        let sampler = model.sampler().map_err(|e| fail(name, e))?;
         let d = header.shape.d as usize;
-        if d > MAX_D {
-            return Err(fail(name, "state dimension above MAX_D"));
-        }
         let decode_ticks = clock.now() - t0;
 
         let mut sample_ticks = 0;
@@ -204,12 +216,13 @@ fn run() -> Result<(), Failure> {
         let sample_steps = SEEDS.len() as u64 * N * sampler.steps as u64;
         let _ = writeln!(
             stderr,
-            "# {name}: {:?}, d {d} C {} K {} params {count}: decode {decode_ticks} ticks; \
+            "# {name}: {:?}, d {d} C {} K {} params {}: decode {decode_ticks} ticks; \
              sampling {sample_ticks} ticks / {sample_steps} sample-steps = {} ticks per \
              sample-step; without path costs {} ticks per sample-step",
             header.sampler,
             header.shape.channels,
             sampler.steps,
+            header.param_count(),
             sample_ticks / sample_steps,
             no_cost_ticks / (BATCH as u64 * sampler.steps as u64),
         );
@@ -217,8 +230,7 @@ fn run() -> Result<(), Failure> {
     let (used, size) = stack_high_water();
     let _ = writeln!(
         stderr,
-        "# stack high-water mark {used} bytes (of {size}); parameter buffer {} bytes",
-        core::mem::size_of_val(&params)
+        "# stack high-water mark {used} bytes (of {size}); no parameter buffer"
     );
     Ok(())
 }
