@@ -49,7 +49,7 @@ rm -rf "$out"
 mkdir -p "$out"
 
 step "format and lints of the example crates (outside the workspace)"
-for crate in examples/cortex-m examples/wasm; do
+for crate in examples/cortex-m examples/cortex-m-minimal examples/wasm; do
   (cd "$crate" && cargo fmt --check && cargo clippy -q --release -- -D warnings)
 done
 
@@ -58,6 +58,8 @@ cargo build -q -p diffctl-runtime --release --example hex_samples
 host_bin="$root/target/release/examples/hex_samples"
 (cd examples/cortex-m && cargo build -q --release)
 elf="$root/examples/cortex-m/target/thumbv7em-none-eabihf/release/diffctl-cortex-m"
+(cd examples/cortex-m-minimal && cargo build -q --release)
+elf_min="$root/examples/cortex-m-minimal/target/thumbv7em-none-eabihf/release/diffctl-cortex-m-minimal"
 (cd examples/wasm && cargo build -q --release)
 wasm="$root/examples/wasm/target/wasm32-unknown-unknown/release/diffctl_wasm.wasm"
 # The same module with 128-bit SIMD: the kernels promise the same bits.
@@ -92,6 +94,30 @@ done
 total=$(wc -l <"$out/qemu.txt")
 [ "$total" = $(( i * lines_per_fixture )) ] \
   || die "the firmware printed $total lines, expected $(( i * lines_per_fixture ))"
+
+# The minimal firmware: gmm_f16 only, batch 1, samples 0..25 of each seed,
+# raw records of 16 bytes (x_0, x_1 as f32, R_disc as f64, little endian) in
+# 4 KiB of RAM (memory.x). od prints each record as four 32-bit words in hex:
+# the first two are the coordinates' bits, as in the hex lines.
+step "minimal firmware (Cortex-M4F, 4 KiB RAM) under QEMU"
+min_n=25
+status=0
+timeout "$qemu_timeout" qemu-system-arm -machine mps2-an386 -cpu cortex-m4 \
+  -semihosting-config enable=on,target=native -nographic -kernel "$elf_min" \
+  >"$out/minimal.bin" 2>"$out/minimal.stderr" </dev/null || status=$?
+sed 's/^/   minimal: /' "$out/minimal.stderr"
+[ "$status" = 0 ] || die "the minimal firmware exited with status $status"
+IFS=, read -r -a seed_list <<<"$seeds"
+od -An -v -t x4 -w16 "$out/minimal.bin" | awk -v n="$min_n" -v s="${seed_list[*]}" '
+  BEGIN { split(s, seed, " ") }
+  { i = NR - 1; print seed[int(i / n) + 1], i % n, $1, $2 }' >"$out/minimal.gmm_f16.txt"
+[ "$(wc -l <"$out/minimal.gmm_f16.txt")" = $(( ${#seed_list[@]} * min_n )) ] \
+  || die "the minimal firmware wrote $(wc -c <"$out/minimal.bin") bytes, expected $(( ${#seed_list[@]} * min_n * 16 ))"
+# R_disc (high word) must be finite: exponent bits not all ones.
+if od -An -v -t x4 -w16 "$out/minimal.bin" | awk '{ print $4 }' | grep -Eq '^[7f]ff'; then
+  die "the minimal firmware gave a non-finite path cost"
+fi
+awk -v n="$min_n" '$2 < n' examples/fixtures/golden/gmm_f16.hex >"$out/golden-first.gmm_f16.txt"
 
 step "WASM under Node $(node --version) (scalar and simd128 builds)"
 for f in "${fixtures[@]}"; do
@@ -157,5 +183,12 @@ for f in "${fixtures[@]}"; do
     fi
   done
 done
+if cmp -s "$out/golden-first.gmm_f16.txt" "$out/minimal.gmm_f16.txt"; then
+  echo "   gmm_f16: minimal firmware == golden (first $min_n of each seed)"
+else
+  echo "   gmm_f16: minimal firmware DIFFERS from golden"
+  explain "$out/golden-first.gmm_f16.txt" "$out/minimal.gmm_f16.txt"
+  failed=1
+fi
 [ "$failed" = 0 ] || die "device outputs differ from the host's (outputs in $out)"
 echo "device-check: OK: host, Cortex-M4F (QEMU), WASM and WASM simd128 agree bit for bit with each other and with the golden files"

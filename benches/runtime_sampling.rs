@@ -365,7 +365,7 @@ impl Control for FastControl<'_> {
         for (hi, et) in h.iter_mut().zip(&cache[..c]) {
             *hi += et;
         }
-        for &(w, b) in &net.hidden[..net.shape.hidden()] {
+        for (w, b) in (0..net.shape.hidden()).map(|i| net.hidden(i)) {
             g.copy_from_slice(h);
             act(g);
             dense(f(w), f(b), g, h);

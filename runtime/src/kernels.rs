@@ -196,6 +196,13 @@ impl<'a> Weights<'a> {
         })
     }
 
+    /// Elements `start .. start + len` (empty if they are not all there).
+    pub fn slice(&self, start: usize, len: usize) -> Self {
+        self.split_at(start)
+            .and_then(|(_, rest)| rest.split_at(len))
+            .map_or_else(Self::default, |(part, _)| part)
+    }
+
     /// The `f32` slice, if the weights are held as `f32` values.
     pub fn as_f32(&self) -> Option<&'a [f32]> {
         match *self {

@@ -264,8 +264,14 @@ pub struct NetworkRef<'a> {
     pub time_b2: Weights<'a>,
     pub state_w: Weights<'a>,
     pub state_b: Weights<'a>,
-    /// `(weight, bias)` of hidden layer `i` for `i < shape.hidden()`.
-    pub hidden: [(Weights<'a>, Weights<'a>); MAX_LAYERS - 2],
+    /// Hidden layer `i`'s weight starts at element `i * hidden_stride[0]`
+    /// of `hidden_w`, its bias at `i * hidden_stride[1]` of `hidden_b`
+    /// (interleaved in a file, separate arrays in [`Network`]); see
+    /// [`NetworkRef::hidden`]. Strides instead of a table of slices keep the
+    /// view small (it is copied into every sampler).
+    pub hidden_w: Weights<'a>,
+    pub hidden_b: Weights<'a>,
+    pub hidden_stride: [usize; 2],
     pub out_w: Weights<'a>,
     pub out_b: Weights<'a>,
     pub score: Option<ScoreNet<'a>>,
@@ -299,7 +305,9 @@ impl<'a> NetworkRef<'a> {
             time_b2: Weights::default(),
             state_w: Weights::default(),
             state_b: Weights::default(),
-            hidden: [(Weights::default(), Weights::default()); MAX_LAYERS - 2],
+            hidden_w: Weights::default(),
+            hidden_b: Weights::default(),
+            hidden_stride: [shape.channels as usize * (shape.channels as usize + 1); 2],
             out_w: Weights::default(),
             out_b: Weights::default(),
             score: None,
@@ -307,6 +315,7 @@ impl<'a> NetworkRef<'a> {
         let mut score = ScoreNet::default();
         let mut rest = flat;
         for spec in shape.params() {
+            let here = rest;
             let (t, tail) = rest.split_at(spec.len()).ok_or(ShapeError::Length {
                 expected,
                 got: flat.len(),
@@ -320,8 +329,10 @@ impl<'a> NetworkRef<'a> {
                 Param::TimeB2 => net.time_b2 = t,
                 Param::StateW => net.state_w = t,
                 Param::StateB => net.state_b = t,
-                Param::HiddenW(i) => net.hidden[i].0 = t,
-                Param::HiddenB(i) => net.hidden[i].1 = t,
+                // The hidden layers from the first one's weight (bias) on.
+                Param::HiddenW(0) => net.hidden_w = here,
+                Param::HiddenB(0) => net.hidden_b = here,
+                Param::HiddenW(_) | Param::HiddenB(_) => {}
                 Param::OutW => net.out_w = t,
                 Param::OutB => net.out_b = t,
                 Param::ScoreW1 => score.w1 = t,
@@ -332,6 +343,15 @@ impl<'a> NetworkRef<'a> {
         }
         net.score = shape.score_term.then_some(score);
         Ok(net)
+    }
+
+    /// `(weight, bias)` of hidden layer `i` (`i < shape.hidden()`).
+    pub fn hidden(&self, i: usize) -> (Weights<'a>, Weights<'a>) {
+        let c = self.shape.channels as usize;
+        (
+            self.hidden_w.slice(i * self.hidden_stride[0], c * c),
+            self.hidden_b.slice(i * self.hidden_stride[1], c),
+        )
     }
 
     /// Fourier features `[sin(w_i tau + p_i)] ++ [cos(w_i tau + p_i)]` of the
@@ -375,7 +395,8 @@ impl<'a> NetworkRef<'a> {
         for (hi, et) in h.iter_mut().zip(&cache[..c]) {
             *hi += et;
         }
-        for &(w, b) in &self.hidden[..self.shape.hidden()] {
+        for i in 0..self.shape.hidden() {
+            let (w, b) = self.hidden(i);
             g.copy_from_slice(h);
             gelu_in_place(g);
             w.dense(b, g, h);
@@ -466,13 +487,6 @@ impl<const D: usize, const C: usize, const H: usize> Network<D, C, H> {
 
     /// The borrowed view every evaluation runs on.
     pub fn as_ref(&self) -> NetworkRef<'_> {
-        let mut hidden = [(Weights::default(), Weights::default()); MAX_LAYERS - 2];
-        for (slot, (w, b)) in hidden
-            .iter_mut()
-            .zip(self.hidden_w.iter().zip(&self.hidden_b))
-        {
-            *slot = (Weights::F32(w.as_flattened()), Weights::F32(b));
-        }
         NetworkRef {
             shape: self.shape(),
             phase: Weights::F32(&self.phase),
@@ -482,7 +496,9 @@ impl<const D: usize, const C: usize, const H: usize> Network<D, C, H> {
             time_b2: Weights::F32(&self.time_b2),
             state_w: Weights::F32(self.state_w.as_flattened()),
             state_b: Weights::F32(&self.state_b),
-            hidden,
+            hidden_w: Weights::F32(self.hidden_w.as_flattened().as_flattened()),
+            hidden_b: Weights::F32(self.hidden_b.as_flattened()),
+            hidden_stride: [C * C, C],
             out_w: Weights::F32(self.out_w.as_flattened()),
             out_b: Weights::F32(&self.out_b),
             score: self.score_term.then_some(ScoreNet {
