@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::control::Control;
 use crate::kernels::{gelu_in_place, Weights};
-use crate::sde::Sde;
+use crate::sde::{Sde, TimeGrid};
 use crate::target::{Prior, Target};
 
 /// Most layers `L` a network may have (so at most `MAX_LAYERS - 2` hidden ones).
@@ -210,6 +210,13 @@ impl NetworkShape {
     /// plus two `d` buffers for the prior and target scores.
     pub const fn scratch_len(&self) -> usize {
         4 * self.channels as usize + 2 * self.d as usize
+    }
+
+    /// Floats of a time table for a grid of `steps` steps
+    /// ([`NetworkControl::tabulate`]): per grid time, the time and its
+    /// per-time cache, plus the scratch to compute them.
+    pub const fn time_table_len(&self, steps: usize) -> usize {
+        steps * (1 + self.time_cache_len()) + self.scratch_len()
     }
 
     /// Floats of work buffer a [`crate::integrate::Sampler`] driving this
@@ -550,6 +557,10 @@ pub struct NetworkControl<'a, T> {
     /// Clamp of each coordinate of the target score in the score term
     /// (`f32::INFINITY`: none); see [`crate::weights::Header::score_clip`].
     pub score_clip: f32,
+    /// The time branch at every time of the sampler's grid, computed once
+    /// ([`NetworkControl::tabulate`]). `prepare` copies the cache of a time
+    /// found here and computes any other; the bits are the same either way.
+    pub time_table: Option<&'a [f32]>,
 }
 
 impl<'a, T: Target> NetworkControl<'a, T> {
@@ -574,7 +585,63 @@ impl<'a, T: Target> NetworkControl<'a, T> {
             target,
             relative_to_ou: false,
             score_clip: f32::INFINITY,
+            time_table: None,
         })
+    }
+
+    /// Computes the time branch ([`NetworkRef::prepare`]: the time
+    /// features, two dense layers and the score scale `s(t)`) once for each
+    /// start time `t_k` of a `steps`-step `grid` into `table`
+    /// ([`NetworkShape::time_table_len`]`(steps)` floats), and returns the
+    /// table to store in [`NetworkControl::time_table`]:
+    ///
+    /// ```text
+    /// sampler.control.time_table = Some(sampler.control.tabulate(sampler.grid, sampler.steps, &mut table)?);
+    /// ```
+    ///
+    /// A sampler then does the time branch's work once per grid time instead
+    /// of once per step of every batch: at batch 1 it is most of the work.
+    pub fn tabulate<'t>(
+        &self,
+        grid: TimeGrid,
+        steps: usize,
+        table: &'t mut [f32],
+    ) -> Result<&'t [f32], &'static str> {
+        let shape = self.net.shape;
+        let row = 1 + shape.time_cache_len();
+        if table.len() < shape.time_table_len(steps) {
+            return Err("time table buffer shorter than NetworkShape::time_table_len(steps)");
+        }
+        let (rows, scratch) = table.split_at_mut(steps * row);
+        let t_end = self.sde.t_end();
+        for (k, entry) in rows.chunks_exact_mut(row).enumerate() {
+            // The start time of step k as the path simulator computes it.
+            let t = grid.time(k, steps, t_end) as f32;
+            entry[0] = t;
+            self.net
+                .prepare(network_time(t, &self.sde), &mut entry[1..], scratch);
+        }
+        Ok(&table[..steps * row])
+    }
+
+    /// The cached time branch at `t`, if `t` is a time of the table.
+    fn tabulated(&self, t: f32) -> Option<&'a [f32]> {
+        let table = self.time_table?;
+        let row = 1 + self.net.shape.time_cache_len();
+        // Binary search: grid times increase with the step.
+        let (mut lo, mut hi) = (0, table.len() / row);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let entry = &table[mid * row..(mid + 1) * row];
+            if entry[0] < t {
+                lo = mid + 1;
+            } else if entry[0] > t {
+                hi = mid;
+            } else {
+                return (entry[0].to_bits() == t.to_bits()).then(|| &entry[1..]);
+            }
+        }
+        None
     }
 }
 
@@ -589,7 +656,10 @@ impl<T: Target> Control for NetworkControl<'_, T> {
         self.net.shape.scratch_len()
     }
     fn prepare(&self, t: f32, cache: &mut [f32], scratch: &mut [f32]) {
-        self.net.prepare(network_time(t, &self.sde), cache, scratch);
+        match self.tabulated(t) {
+            Some(cached) => cache.copy_from_slice(cached),
+            None => self.net.prepare(network_time(t, &self.sde), cache, scratch),
+        }
     }
     fn u(&self, t: f32, cache: &[f32], x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
         let d = self.dim();

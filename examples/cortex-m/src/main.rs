@@ -57,24 +57,35 @@ const N: u64 = if cfg!(target_abi = "eabihf") { 100 } else { 10 };
 /// promise that a sample does not depend on its batch.
 const BATCH: usize = 8;
 /// Largest state dimension `d` of the embedded files (read at compile time).
-const MAX_D: usize = max_over_fixtures(false);
+const MAX_D: usize = max_over_fixtures(Need::D);
 /// Work buffer floats: the largest `sampler_work_len(BATCH)` of the embedded
 /// files (705 for dw20: C = 32, d = 20).
-const MAX_WORK: usize = max_over_fixtures(true);
+const MAX_WORK: usize = max_over_fixtures(Need::Work);
+/// Largest step count whose time branch the firmware tabulates (the
+/// fixtures' K = 50), and the table's floats ([`NetworkShape::time_table_len`]).
+const TABLE_STEPS: usize = 50;
+const MAX_TABLE: usize = max_over_fixtures(Need::Table);
+
+/// What [`max_over_fixtures`] takes the largest of.
+enum Need {
+    D,
+    Work,
+    Table,
+}
 
 /// The largest `d` (or, `work`, `sampler_work_len(BATCH)`) over the
 /// embedded files' network shapes.
-const fn max_over_fixtures(work: bool) -> usize {
+const fn max_over_fixtures(what: Need) -> usize {
     let mut max = 0;
     let mut i = 0;
     while i < FIXTURES.len() {
         let Some(shape) = shape_of(FIXTURES[i].1) else {
             panic!("an embedded fixture is not a weights file");
         };
-        let n = if work {
-            shape.sampler_work_len(BATCH)
-        } else {
-            shape.d as usize
+        let n = match what {
+            Need::D => shape.d as usize,
+            Need::Work => shape.sampler_work_len(BATCH),
+            Need::Table => shape.time_table_len(TABLE_STEPS),
         };
         if n > max {
             max = n;
@@ -167,6 +178,7 @@ fn run() -> Result<(), Failure> {
 
     let mut work = [0.0f32; MAX_WORK];
     let mut xs = [0.0f32; BATCH * MAX_D];
+    let mut table = [0.0f32; MAX_TABLE];
     let mut paths: [PathState; BATCH] = Default::default();
     // One output line, assembled before a single semihosting write.
     let mut line = LineBuf::<512>::new();
@@ -211,17 +223,24 @@ fn run() -> Result<(), Failure> {
             .map_err(|e| fail(name, e))?;
         let no_cost_ticks = clock.now() - t0;
         let sample_steps = SEEDS.len() as u64 * N * sampler.steps as u64;
+        let batch1 = batch1_ticks(
+            &clock, sampler, d, &mut xs, &mut paths, &mut work, &mut table,
+        )
+        .map_err(|e| fail(name, e))?;
         let _ = writeln!(
             stderr,
             "# {name}: {:?}, d {d} C {} K {} params {}: decode {decode_ticks} ticks; \
              sampling {sample_ticks} ticks / {sample_steps} sample-steps = {} ticks per \
-             sample-step; without path costs {} ticks per sample-step",
+             sample-step; without path costs {} ticks per sample-step; batch 1 with path \
+             costs {} ticks per sample-step, with the time branch tabulated {}",
             header.sampler,
             header.shape.channels,
             sampler.steps,
             header.param_count(),
             sample_ticks / sample_steps,
             no_cost_ticks / (BATCH as u64 * sampler.steps as u64),
+            batch1[0] / sampler.steps as u64,
+            batch1[1] / sampler.steps as u64,
         );
     }
     let (used, size) = stack_high_water();
@@ -230,6 +249,39 @@ fn run() -> Result<(), Failure> {
         "# stack high-water mark {used} bytes (of {size}); no parameter buffer"
     );
     Ok(())
+}
+
+/// Ticks of one path (seed 0, index 0) at batch 1 with path costs: as
+/// sampled above, and with the time branch tabulated once per grid time
+/// (the table's computation not counted). The two samples must agree.
+fn batch1_ticks<'a, T: Target + Copy>(
+    clock: &Clock,
+    mut sampler: Sampler<'a, NetworkControl<'a, T>, T>,
+    d: usize,
+    xs: &mut [f32],
+    paths: &mut [PathState],
+    work: &mut [f32],
+    table: &'a mut [f32],
+) -> Result<[u64; 2], &'static str> {
+    let (x, path) = (&mut xs[..d], &mut paths[..1]);
+    let t0 = clock.now();
+    sampler.sample(0, 0, x, path, work).map_err(|_| "batch 1")?;
+    let plain = clock.now() - t0;
+    let want = (x[0].to_bits(), path[0].cost.r_disc.to_bits());
+    if sampler.steps > TABLE_STEPS {
+        return Ok([plain, 0]);
+    }
+    let table = sampler
+        .control
+        .tabulate(sampler.grid, sampler.steps, table)?;
+    sampler.control.time_table = Some(table);
+    let t0 = clock.now();
+    sampler.sample(0, 0, x, path, work).map_err(|_| "batch 1")?;
+    let tabulated = clock.now() - t0;
+    if (x[0].to_bits(), path[0].cost.r_disc.to_bits()) != want {
+        return Err("the tabulated time branch changed the sample");
+    }
+    Ok([plain, tabulated])
 }
 
 /// Bytes of stack ever used, and the stack's size: cortex-m-rt's `paint-stack`
