@@ -76,7 +76,8 @@ host_bin="$root/target/release/examples/hex_samples"
 elf="$root/examples/cortex-m/target/thumbv7em-none-eabihf/release/diffctl-cortex-m"
 (cd examples/cortex-m && cargo build -q --release --target thumbv6m-none-eabi)
 elf_v6m="$root/examples/cortex-m/target/thumbv6m-none-eabi/release/diffctl-cortex-m"
-(cd examples/cortex-m-minimal && cargo build -q --release)
+(cd examples/cortex-m-minimal && cargo build -q --release && cargo build -q --release --target thumbv6m-none-eabi)
+elf_min_v6m="$root/examples/cortex-m-minimal/target/thumbv6m-none-eabi/release/diffctl-cortex-m-minimal"
 elf_min="$root/examples/cortex-m-minimal/target/thumbv7em-none-eabihf/release/diffctl-cortex-m-minimal"
 (cd examples/riscv && cargo build -q --release)
 elf_riscv="$root/examples/riscv/target/riscv32imac-unknown-none-elf/release/diffctl-riscv"
@@ -167,7 +168,7 @@ step "minimal firmware (Cortex-M4F, 4 KiB RAM) under QEMU"
 min_n=25
 status=0
 timeout "$qemu_timeout" qemu-system-arm -machine mps2-an386 -cpu cortex-m4 \
-  -semihosting-config enable=on,target=native -nographic -kernel "$elf_min" \
+  -semihosting-config enable=on,target=native -nographic -icount shift=0 -kernel "$elf_min" \
   >"$out/minimal.bin" 2>"$out/minimal.stderr" </dev/null || status=$?
 sed 's/^/   minimal: /' "$out/minimal.stderr"
 [ "$status" = 0 ] || die "the minimal firmware exited with status $status"
@@ -181,6 +182,26 @@ if od -An -v -t x4 -w16 "$out/minimal.bin" | awk '{ print $4 }' | grep -Eq '^[7f
   die "the minimal firmware gave a non-finite path cost"
 fi
 awk -v n="$min_n" '$2 < n' examples/fixtures/golden/gmm_f16.hex >"$out/golden-first.gmm_f16.txt"
+
+# The same firmware built for ARMv6-M on QEMU's microbit, whose CPU is a
+# Cortex-M0 (the flash, 256 KiB, holds this firmware but not the six
+# fixtures): samples 0..5 of each seed, whole records, so R_disc (f64,
+# soft float on both cores) is compared too.
+step "minimal firmware, Cortex-M0 build, under QEMU microbit"
+min_v6m_n=5
+status=0
+timeout "$qemu_timeout" qemu-system-arm -machine microbit \
+  -semihosting-config enable=on,target=native -nographic -kernel "$elf_min_v6m" \
+  >"$out/minimal-m0.bin" 2>"$out/minimal-m0.stderr" </dev/null || status=$?
+sed 's/^/   minimal-m0: /' "$out/minimal-m0.stderr"
+[ "$status" = 0 ] || die "the minimal firmware (Cortex-M0) exited with status $status"
+records() { # records FILE N: "seed index word0 word1 word2 word3" per 16-byte record
+  od -An -v -t x4 -w16 "$1" | awk -v n="$2" -v s="${seed_list[*]}" '
+    BEGIN { split(s, seed, " ") }
+    { i = NR - 1; print seed[int(i / n) + 1], i % n, $1, $2, $3, $4 }'
+}
+records "$out/minimal.bin" "$min_n" | awk -v n="$min_v6m_n" '$2 < n' >"$out/minimal-first.records.txt"
+records "$out/minimal-m0.bin" "$min_v6m_n" >"$out/minimal-m0.records.txt"
 
 step "WASM under Node $(node --version) (scalar and simd128 builds)"
 for f in "${fixtures[@]}"; do
@@ -261,6 +282,13 @@ if cmp -s "$out/golden-first.gmm_f16.txt" "$out/minimal.gmm_f16.txt"; then
 else
   echo "   gmm_f16: minimal firmware DIFFERS from golden"
   explain "$out/golden-first.gmm_f16.txt" "$out/minimal.gmm_f16.txt"
+  failed=1
+fi
+if cmp -s "$out/minimal-first.records.txt" "$out/minimal-m0.records.txt"; then
+  echo "   gmm_f16: minimal Cortex-M0 == minimal Cortex-M4F (samples and R_disc, first $min_v6m_n of each seed)"
+else
+  echo "   gmm_f16: minimal Cortex-M0 DIFFERS from minimal Cortex-M4F"
+  explain "$out/minimal-first.records.txt" "$out/minimal-m0.records.txt"
   failed=1
 fi
 [ "$failed" = 0 ] || die "device outputs differ from the host's (outputs in $out)"

@@ -1,14 +1,16 @@
 //! The smallest diffctl firmware: one model embedded in flash, batch 1 with
 //! path costs, raw sample bytes over semihosting, no `core::fmt`.
 //!
-//! For each seed of [`SEEDS`] it draws samples `0..N` one at a time with the
+//! Built for `thumbv7em-none-eabihf` (Cortex-M4F) or `thumbv6m-none-eabi`
+//! (Cortex-M0+, soft float). For each seed of [`SEEDS`] it draws samples
+//! `0..N` one at a time with the
 //! file's own sampler (`gmm_f16.dcw`: DIS, d = 2, C = 64, K = 50) and writes,
 //! per sample, the `d` coordinates as `f32` little endian followed by the
 //! path cost `R_disc` as `f64` little endian (`-R_disc` is the sample's log
 //! importance weight): `4 d + 8 = 16` bytes. `.ci/device-check.sh` turns the
 //! coordinates into the hex lines of `diffctl_runtime::hex` and compares them
-//! with the golden samples. At the end it writes one text line to stderr,
-//! the stack's high-water mark. Exit status 0 on success, 1 on any error or
+//! with the golden samples. At the end it writes two text lines to stderr:
+//! the stack's high-water mark, and the SysTick ticks of the first sample. Exit status 0 on success, 1 on any error or
 //! panic.
 //!
 //! What keeps it small (see `../README.md` for the measured sizes):
@@ -25,6 +27,8 @@
 #![no_main]
 #![deny(unsafe_code)]
 
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m::peripheral::SYST;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
 use cortex_m_semihosting::hio;
@@ -41,10 +45,11 @@ const SHAPE: NetworkShape = match shape_of(WEIGHTS) {
 const D: usize = SHAPE.d as usize;
 /// Work buffer floats for one path.
 const WORK: usize = SHAPE.sampler_work_len(1);
-/// Seeds, in order (as `.ci/device-check.sh`), and samples `0..N` of each
-/// (the first 25 of the golden 100, to keep the device check fast).
+/// Seeds, in order (as `.ci/device-check.sh`), and samples `0..N` of each:
+/// the first 25 of the golden 100, to keep the device check fast; the first
+/// 5 on a core without FPU (the `thumbv6m-none-eabi` build, Cortex-M0+).
 const SEEDS: [u64; 3] = [0, 1, u64::MAX];
-const N: u64 = 25;
+const N: u64 = if cfg!(target_abi = "eabihf") { 25 } else { 5 };
 
 #[entry]
 fn main() -> ! {
@@ -58,6 +63,15 @@ fn main() -> ! {
 }
 
 fn run() -> Result<(), ()> {
+    // SysTick as a free-running 24-bit down counter (no interrupt): under
+    // QEMU with -icount shift=0 one tick is 40 instructions, and one sample
+    // (about 1M ticks) takes less than a wrap (2^24 ticks).
+    let mut syst = cortex_m::Peripherals::take().ok_or(())?.SYST;
+    syst.set_clock_source(SystClkSource::Core);
+    syst.set_reload(0x00FF_FFFF);
+    syst.clear_current();
+    syst.enable_counter();
+    let mut first_sample_ticks = 0;
     let mut stdout = hio::hstdout()?;
     let model = Model::parse(WEIGHTS).map_err(drop)?;
     if model.header.target != Some(TargetSpec::Gmm) {
@@ -77,9 +91,13 @@ fn run() -> Result<(), ()> {
     let mut record = [0u8; 4 * D + 8];
     for seed in SEEDS {
         for index in 0..N {
+            let start = SYST::get_current();
             sampler
                 .sample(seed, index, &mut x, &mut path, &mut work)
                 .map_err(drop)?;
+            if (seed, index) == (SEEDS[0], 0) {
+                first_sample_ticks = start.wrapping_sub(SYST::get_current()) & 0x00FF_FFFF;
+            }
             let (coords, cost) = record.split_at_mut(4 * D);
             for (bytes, v) in coords.chunks_exact_mut(4).zip(&x) {
                 bytes.copy_from_slice(&v.to_le_bytes());
@@ -93,7 +111,11 @@ fn run() -> Result<(), ()> {
     let mut digits = [0u8; 10];
     stderr.write_all(b"# stack high-water mark ")?;
     stderr.write_all(decimal(stack_high_water() as u32, &mut digits))?;
-    stderr.write_all(b" bytes\n")
+    stderr.write_all(b" bytes\n# the first sample took ")?;
+    stderr.write_all(decimal(first_sample_ticks, &mut digits))?;
+    stderr.write_all(b" SysTick ticks for ")?;
+    stderr.write_all(decimal(sampler.steps as u32, &mut digits))?;
+    stderr.write_all(b" steps\n")
 }
 
 /// `value` in decimal, in the tail of `digits` (no `core::fmt`).
