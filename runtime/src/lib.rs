@@ -2,7 +2,8 @@
 //!
 //! Samples a trained diffusion-based sampler on any target: `no_std`, no
 //! allocator, no `unsafe`, and the same bits for the same seed on every
-//! machine (x86_64, wasm32, Cortex-M4F). The mathematics is MATH.md of the
+//! machine (checked on x86_64, aarch64, wasm32, Cortex-M4F, Cortex-M0+ and
+//! RISC-V `riscv32imac`). The mathematics is MATH.md of the
 //! diffctl repository; names follow it.
 //!
 //! | module | concept |
