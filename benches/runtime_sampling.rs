@@ -44,6 +44,12 @@
 //! (libm's small-argument `erff` branch vectorised) and a per-grid table of the
 //! time branch. The `GELU -> identity` row is not a valid network: it only
 //! attributes time to GELU.
+//!
+//! Two of them are now in the runtime (issue 17): `gelu_fast` is
+//! `kernels::gelu_in_place_blocked`, which `gelu_in_place` uses on targets
+//! with SIMD (so on x86_64 the `from_flat` rows include it, and the
+//! `gelu_fast` step shows no further gain), and the time table is
+//! `NetworkControl::tabulate`. `dense4` is not.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
