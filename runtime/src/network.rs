@@ -17,11 +17,14 @@
 //! lost modes (gmm: 4 of 9 at half their share). [`NetworkControl`] and the
 //! trainer divide by `T`; [`NetworkRef::prepare`] takes `tau`.
 //!
-//! Parameters are stored in two ways that evaluate through the *same* code:
-//! [`Network`] owns fixed-size arrays (dimensions are const generics) and
-//! [`NetworkRef`] borrows one flat `&[f32]` whose length is known only at run
-//! time. Both hand out a [`NetworkRef`], whose methods do all the arithmetic
-//! with the kernels of [`crate::kernels`]; so the two give identical bits.
+//! Parameters are stored in three ways that evaluate through the *same* code:
+//! [`Network`] owns fixed-size arrays (dimensions are const generics),
+//! [`NetworkRef::from_flat`] borrows one flat `&[f32]` whose length is known
+//! only at run time, and [`NetworkRef::from_weights`] borrows the parameter
+//! bytes of a weights file in place (`f32`, `f16` or `bf16`: no parameter
+//! buffer, see [`crate::weights::Model::network`]). All three hand out a
+//! [`NetworkRef`] of [`Weights`], whose methods do all the arithmetic with the
+//! kernels of [`crate::kernels`]; so they give identical bits.
 //!
 //! The flat order of the parameters is [`NetworkShape::params`]; it is the
 //! order of the weights file and of the trainer's parameter store.
@@ -31,8 +34,8 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::control::Control;
-use crate::kernels::{dense, dot, gelu_in_place};
-use crate::sde::Sde;
+use crate::kernels::{gelu_in_place, Weights};
+use crate::sde::{Sde, TimeGrid};
 use crate::target::{Prior, Target};
 
 /// Most layers `L` a network may have (so at most `MAX_LAYERS - 2` hidden ones).
@@ -120,7 +123,7 @@ pub fn frequency(i: usize, channels: usize) -> f32 {
 
 impl NetworkShape {
     /// The reference architecture (`C = 64`, `L = 4`, score term on).
-    pub fn reference(d: u32) -> Self {
+    pub const fn reference(d: u32) -> Self {
         Self {
             d,
             channels: 64,
@@ -209,6 +212,13 @@ impl NetworkShape {
         4 * self.channels as usize + 2 * self.d as usize
     }
 
+    /// Floats of a time table for a grid of `steps` steps
+    /// ([`NetworkControl::tabulate`]): per grid time, the time and its
+    /// per-time cache, plus the scratch to compute them.
+    pub const fn time_table_len(&self, steps: usize) -> usize {
+        steps * (1 + self.time_cache_len()) + self.scratch_len()
+    }
+
     /// Floats of work buffer a [`crate::integrate::Sampler`] driving this
     /// network with a target needs for a block of `paths` paths (its `work_len`).
     pub const fn sampler_work_len(&self, paths: usize) -> usize {
@@ -242,35 +252,49 @@ impl fmt::Display for ShapeError {
 }
 
 /// The score network `s(t)`'s parameters.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct ScoreNet<'a> {
-    pub w1: &'a [f32],
-    pub b1: &'a [f32],
-    pub w2: &'a [f32],
-    pub b2: &'a [f32],
+    pub w1: Weights<'a>,
+    pub b1: Weights<'a>,
+    pub w2: Weights<'a>,
+    pub b2: Weights<'a>,
 }
 
-/// A network's parameters as borrowed slices: what every evaluation runs on.
+/// A network's parameters as borrowed [`Weights`]: what every evaluation runs on.
 #[derive(Clone, Copy, Debug)]
 pub struct NetworkRef<'a> {
     pub shape: NetworkShape,
-    pub phase: &'a [f32],
-    pub time_w1: &'a [f32],
-    pub time_b1: &'a [f32],
-    pub time_w2: &'a [f32],
-    pub time_b2: &'a [f32],
-    pub state_w: &'a [f32],
-    pub state_b: &'a [f32],
-    /// `(weight, bias)` of hidden layer `i` for `i < shape.hidden()`.
-    pub hidden: [(&'a [f32], &'a [f32]); MAX_LAYERS - 2],
-    pub out_w: &'a [f32],
-    pub out_b: &'a [f32],
+    pub phase: Weights<'a>,
+    pub time_w1: Weights<'a>,
+    pub time_b1: Weights<'a>,
+    pub time_w2: Weights<'a>,
+    pub time_b2: Weights<'a>,
+    pub state_w: Weights<'a>,
+    pub state_b: Weights<'a>,
+    /// Hidden layer `i`'s weight starts at element `i * hidden_stride[0]`
+    /// of `hidden_w`, its bias at `i * hidden_stride[1]` of `hidden_b`
+    /// (interleaved in a file, separate arrays in [`Network`]); see
+    /// [`NetworkRef::hidden`]. Strides instead of a table of slices keep the
+    /// view small (it is copied into every sampler).
+    pub hidden_w: Weights<'a>,
+    pub hidden_b: Weights<'a>,
+    pub hidden_stride: [usize; 2],
+    pub out_w: Weights<'a>,
+    pub out_b: Weights<'a>,
     pub score: Option<ScoreNet<'a>>,
 }
 
 impl<'a> NetworkRef<'a> {
     /// Splits a flat parameter slice (in [`NetworkShape::params`] order).
     pub fn from_flat(shape: NetworkShape, flat: &'a [f32]) -> Result<Self, ShapeError> {
+        Self::from_weights(shape, Weights::F32(flat))
+    }
+
+    /// Splits flat parameters in any storage (in [`NetworkShape::params`]
+    /// order) without copying them: `f32` values, or the parameter bytes of
+    /// a weights file. Does not check that they are finite
+    /// ([`crate::weights::Model::network`] does).
+    pub fn from_weights(shape: NetworkShape, flat: Weights<'a>) -> Result<Self, ShapeError> {
         shape.validate().map_err(ShapeError::Invalid)?;
         let expected = shape.param_count();
         if flat.len() != expected {
@@ -281,27 +305,28 @@ impl<'a> NetworkRef<'a> {
         }
         let mut net = NetworkRef {
             shape,
-            phase: &[],
-            time_w1: &[],
-            time_b1: &[],
-            time_w2: &[],
-            time_b2: &[],
-            state_w: &[],
-            state_b: &[],
-            hidden: [(&[], &[]); MAX_LAYERS - 2],
-            out_w: &[],
-            out_b: &[],
+            phase: Weights::default(),
+            time_w1: Weights::default(),
+            time_b1: Weights::default(),
+            time_w2: Weights::default(),
+            time_b2: Weights::default(),
+            state_w: Weights::default(),
+            state_b: Weights::default(),
+            hidden_w: Weights::default(),
+            hidden_b: Weights::default(),
+            hidden_stride: [shape.channels as usize * (shape.channels as usize + 1); 2],
+            out_w: Weights::default(),
+            out_b: Weights::default(),
             score: None,
         };
-        let mut score = ScoreNet {
-            w1: &[],
-            b1: &[],
-            w2: &[],
-            b2: &[],
-        };
+        let mut score = ScoreNet::default();
         let mut rest = flat;
         for spec in shape.params() {
-            let (t, tail) = rest.split_at(spec.len());
+            let here = rest;
+            let (t, tail) = rest.split_at(spec.len()).ok_or(ShapeError::Length {
+                expected,
+                got: flat.len(),
+            })?;
             rest = tail;
             match spec.param {
                 Param::TimePhase => net.phase = t,
@@ -311,8 +336,10 @@ impl<'a> NetworkRef<'a> {
                 Param::TimeB2 => net.time_b2 = t,
                 Param::StateW => net.state_w = t,
                 Param::StateB => net.state_b = t,
-                Param::HiddenW(i) => net.hidden[i].0 = t,
-                Param::HiddenB(i) => net.hidden[i].1 = t,
+                // The hidden layers from the first one's weight (bias) on.
+                Param::HiddenW(0) => net.hidden_w = here,
+                Param::HiddenB(0) => net.hidden_b = here,
+                Param::HiddenW(_) | Param::HiddenB(_) => {}
                 Param::OutW => net.out_w = t,
                 Param::OutB => net.out_b = t,
                 Param::ScoreW1 => score.w1 = t,
@@ -325,13 +352,22 @@ impl<'a> NetworkRef<'a> {
         Ok(net)
     }
 
+    /// `(weight, bias)` of hidden layer `i` (`i < shape.hidden()`).
+    pub fn hidden(&self, i: usize) -> (Weights<'a>, Weights<'a>) {
+        let c = self.shape.channels as usize;
+        (
+            self.hidden_w.slice(i * self.hidden_stride[0], c * c),
+            self.hidden_b.slice(i * self.hidden_stride[1], c),
+        )
+    }
+
     /// Fourier features `[sin(w_i tau + p_i)] ++ [cos(w_i tau + p_i)]` of the
     /// normalised time `tau = t / T` into `feat` (length `2C`).
     pub fn time_features(&self, tau: f32, feat: &mut [f32]) {
         let c = self.shape.channels as usize;
         let (sin, cos) = feat.split_at_mut(c);
         for i in 0..c {
-            let (s, co) = libm::sincosf(frequency(i, c) * tau + self.phase[i]);
+            let (s, co) = libm::sincosf(frequency(i, c) * tau + self.phase.at(i));
             sin[i] = s;
             cos[i] = co;
         }
@@ -344,14 +380,14 @@ impl<'a> NetworkRef<'a> {
         let (feat, rest) = scratch.split_at_mut(2 * c);
         let hidden = &mut rest[..c];
         self.time_features(tau, feat);
-        dense(self.time_w1, self.time_b1, feat, hidden);
+        self.time_w1.dense(self.time_b1, feat, hidden);
         gelu_in_place(hidden);
-        dense(self.time_w2, self.time_b2, hidden, &mut cache[..c]);
+        self.time_w2.dense(self.time_b2, hidden, &mut cache[..c]);
         cache[c] = match &self.score {
             Some(s) => {
-                dense(s.w1, s.b1, feat, hidden);
+                s.w1.dense(s.b1, feat, hidden);
                 gelu_in_place(hidden);
-                dot(s.w2, hidden) + s.b2[0]
+                s.w2.dot(hidden) + s.b2.at(0)
             }
             None => 0.0,
         };
@@ -362,18 +398,19 @@ impl<'a> NetworkRef<'a> {
         let c = self.shape.channels as usize;
         let (h, rest) = scratch.split_at_mut(c);
         let g = &mut rest[..c];
-        dense(self.state_w, self.state_b, x, h);
+        self.state_w.dense(self.state_b, x, h);
         for (hi, et) in h.iter_mut().zip(&cache[..c]) {
             *hi += et;
         }
-        for &(w, b) in &self.hidden[..self.shape.hidden()] {
+        for i in 0..self.shape.hidden() {
+            let (w, b) = self.hidden(i);
             g.copy_from_slice(h);
             gelu_in_place(g);
-            dense(w, b, g, h);
+            w.dense(b, g, h);
         }
         g.copy_from_slice(h);
         gelu_in_place(g);
-        dense(self.out_w, self.out_b, g, out);
+        self.out_w.dense(self.out_b, g, out);
     }
 }
 
@@ -457,30 +494,25 @@ impl<const D: usize, const C: usize, const H: usize> Network<D, C, H> {
 
     /// The borrowed view every evaluation runs on.
     pub fn as_ref(&self) -> NetworkRef<'_> {
-        let mut hidden: [(&[f32], &[f32]); MAX_LAYERS - 2] = [(&[], &[]); MAX_LAYERS - 2];
-        for (slot, (w, b)) in hidden
-            .iter_mut()
-            .zip(self.hidden_w.iter().zip(&self.hidden_b))
-        {
-            *slot = (w.as_flattened(), b);
-        }
         NetworkRef {
             shape: self.shape(),
-            phase: &self.phase,
-            time_w1: self.time_w1.as_flattened().as_flattened(),
-            time_b1: &self.time_b1,
-            time_w2: self.time_w2.as_flattened(),
-            time_b2: &self.time_b2,
-            state_w: self.state_w.as_flattened(),
-            state_b: &self.state_b,
-            hidden,
-            out_w: self.out_w.as_flattened(),
-            out_b: &self.out_b,
+            phase: Weights::F32(&self.phase),
+            time_w1: Weights::F32(self.time_w1.as_flattened().as_flattened()),
+            time_b1: Weights::F32(&self.time_b1),
+            time_w2: Weights::F32(self.time_w2.as_flattened()),
+            time_b2: Weights::F32(&self.time_b2),
+            state_w: Weights::F32(self.state_w.as_flattened()),
+            state_b: Weights::F32(&self.state_b),
+            hidden_w: Weights::F32(self.hidden_w.as_flattened().as_flattened()),
+            hidden_b: Weights::F32(self.hidden_b.as_flattened()),
+            hidden_stride: [C * C, C],
+            out_w: Weights::F32(self.out_w.as_flattened()),
+            out_b: Weights::F32(&self.out_b),
             score: self.score_term.then_some(ScoreNet {
-                w1: self.score_w1.as_flattened().as_flattened(),
-                b1: &self.score_b1,
-                w2: &self.score_w2,
-                b2: &self.score_b2,
+                w1: Weights::F32(self.score_w1.as_flattened().as_flattened()),
+                b1: Weights::F32(&self.score_b1),
+                w2: Weights::F32(&self.score_w2),
+                b2: Weights::F32(&self.score_b2),
             }),
         }
     }
@@ -525,6 +557,10 @@ pub struct NetworkControl<'a, T> {
     /// Clamp of each coordinate of the target score in the score term
     /// (`f32::INFINITY`: none); see [`crate::weights::Header::score_clip`].
     pub score_clip: f32,
+    /// The time branch at every time of the sampler's grid, computed once
+    /// ([`NetworkControl::tabulate`]). `prepare` copies the cache of a time
+    /// found here and computes any other; the bits are the same either way.
+    pub time_table: Option<&'a [f32]>,
 }
 
 impl<'a, T: Target> NetworkControl<'a, T> {
@@ -549,7 +585,63 @@ impl<'a, T: Target> NetworkControl<'a, T> {
             target,
             relative_to_ou: false,
             score_clip: f32::INFINITY,
+            time_table: None,
         })
+    }
+
+    /// Computes the time branch ([`NetworkRef::prepare`]: the time
+    /// features, two dense layers and the score scale `s(t)`) once for each
+    /// start time `t_k` of a `steps`-step `grid` into `table`
+    /// ([`NetworkShape::time_table_len`]`(steps)` floats), and returns the
+    /// table to store in [`NetworkControl::time_table`]:
+    ///
+    /// ```text
+    /// sampler.control.time_table = Some(sampler.control.tabulate(sampler.grid, sampler.steps, &mut table)?);
+    /// ```
+    ///
+    /// A sampler then does the time branch's work once per grid time instead
+    /// of once per step of every batch: at batch 1 it is most of the work.
+    pub fn tabulate<'t>(
+        &self,
+        grid: TimeGrid,
+        steps: usize,
+        table: &'t mut [f32],
+    ) -> Result<&'t [f32], &'static str> {
+        let shape = self.net.shape;
+        let row = 1 + shape.time_cache_len();
+        if table.len() < shape.time_table_len(steps) {
+            return Err("time table buffer shorter than NetworkShape::time_table_len(steps)");
+        }
+        let (rows, scratch) = table.split_at_mut(steps * row);
+        let t_end = self.sde.t_end();
+        for (k, entry) in rows.chunks_exact_mut(row).enumerate() {
+            // The start time of step k as the path simulator computes it.
+            let t = grid.time(k, steps, t_end) as f32;
+            entry[0] = t;
+            self.net
+                .prepare(network_time(t, &self.sde), &mut entry[1..], scratch);
+        }
+        Ok(&table[..steps * row])
+    }
+
+    /// The cached time branch at `t`, if `t` is a time of the table.
+    fn tabulated(&self, t: f32) -> Option<&'a [f32]> {
+        let table = self.time_table?;
+        let row = 1 + self.net.shape.time_cache_len();
+        // Binary search: grid times increase with the step.
+        let (mut lo, mut hi) = (0, table.len() / row);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let entry = &table[mid * row..(mid + 1) * row];
+            if entry[0] < t {
+                lo = mid + 1;
+            } else if entry[0] > t {
+                hi = mid;
+            } else {
+                return (entry[0].to_bits() == t.to_bits()).then(|| &entry[1..]);
+            }
+        }
+        None
     }
 }
 
@@ -564,7 +656,10 @@ impl<T: Target> Control for NetworkControl<'_, T> {
         self.net.shape.scratch_len()
     }
     fn prepare(&self, t: f32, cache: &mut [f32], scratch: &mut [f32]) {
-        self.net.prepare(network_time(t, &self.sde), cache, scratch);
+        match self.tabulated(t) {
+            Some(cached) => cache.copy_from_slice(cached),
+            None => self.net.prepare(network_time(t, &self.sde), cache, scratch),
+        }
     }
     fn u(&self, t: f32, cache: &[f32], x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
         let d = self.dim();

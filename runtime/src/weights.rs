@@ -28,6 +28,7 @@ use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
 use crate::integrate::{Integrator, Sampler};
+use crate::kernels::Weights;
 use crate::network::{Network, NetworkControl, NetworkRef, NetworkShape};
 use crate::sde::{Sde, TimeGrid};
 use crate::target::{Builtin, IsotropicGaussian, Prior, Target, TargetSpec};
@@ -449,17 +450,60 @@ impl<'a> Model<'a> {
         self.target_data
     }
 
+    /// The parameters where they are, in the file's bytes (no copy).
+    pub fn weights(&self) -> Weights<'a> {
+        match self.header.dtype {
+            Dtype::F32 => Weights::F32Le(self.payload),
+            Dtype::F16 => Weights::F16Le(self.payload),
+            Dtype::Bf16 => Weights::Bf16Le(self.payload),
+        }
+    }
+
     /// Parameter `index` as `f32` (`index < header.param_count()`).
     fn param(&self, index: usize) -> f32 {
-        let p = &self.payload;
-        match self.header.dtype {
-            Dtype::F32 => {
-                let b = &p[4 * index..4 * index + 4];
-                f32::from_le_bytes([b[0], b[1], b[2], b[3]])
-            }
-            Dtype::F16 => f16::from_le_bytes([p[2 * index], p[2 * index + 1]]).to_f32(),
-            Dtype::Bf16 => bf16::from_le_bytes([p[2 * index], p[2 * index + 1]]).to_f32(),
+        self.weights().at(index)
+    }
+
+    /// The network, evaluated directly from the file's bytes (wherever they
+    /// are: flash, a memory-mapped file): no parameter buffer. Checks once
+    /// that every parameter is finite. Gives the bits of the buffered path
+    /// ([`Model::params_into`] and [`NetworkRef::from_flat`]).
+    pub fn network(&self) -> Result<NetworkRef<'a>, DecodeError> {
+        let weights = self.weights();
+        if let Some(index) = weights.first_non_finite() {
+            return Err(DecodeError::NonFinite { index });
         }
+        NetworkRef::from_weights(self.header.shape, weights).map_err(|_| {
+            DecodeError::PayloadLength {
+                expected: self.header.param_count() * self.header.dtype.size(),
+                got: self.payload.len(),
+            }
+        })
+    }
+
+    /// The header's sampler (SDE, grid, steps, integrator) on the file's own
+    /// target, reading the network from the file's bytes ([`Model::network`]).
+    /// Paths carry their costs. Change `steps` or `integrator` on the result
+    /// to override the header's defaults.
+    #[allow(clippy::type_complexity)]
+    pub fn sampler(
+        &self,
+    ) -> Result<Sampler<'a, NetworkControl<'a, Builtin<'a>>, Builtin<'a>>, crate::Error> {
+        let target = self.target().ok_or(crate::Error::Invalid(
+            "the file names no target it can build (a data-defined or code-defined target): \
+             use Model::sampler_with",
+        ))?;
+        self.sampler_with(target)
+    }
+
+    /// [`Model::sampler`] with a target of the caller's (a target defined in
+    /// code, or a built-in one constructed directly).
+    pub fn sampler_with<T: Target + Copy>(
+        &self,
+        target: T,
+    ) -> Result<Sampler<'a, NetworkControl<'a, T>, T>, crate::Error> {
+        let net = self.network()?;
+        Ok(self.header.sampler(net, Some(target), None, None)?)
     }
 
     /// Writes the parameters, as `f32`, into `out[..param_count]`; returns that count.
@@ -514,6 +558,101 @@ impl<'a> Model<'a> {
         }
         Ok(())
     }
+}
+
+/// The network shape of a weights file, read in a `const` context, so that
+/// firmware can size its buffers at compile time from the very file it
+/// embeds:
+///
+/// ```
+/// use diffctl_runtime::weights::shape_of;
+/// use diffctl_runtime::network::NetworkShape;
+/// # const WEIGHTS: &[u8] = &[];
+/// // const WEIGHTS: &[u8] = include_bytes!("model.dcw");
+/// const SHAPE: NetworkShape = match shape_of(WEIGHTS) {
+///     Some(shape) => shape,
+///     None => NetworkShape::reference(2), // a real firmware: panic!("not a weights file")
+/// };
+/// const WORK: usize = SHAPE.sampler_work_len(1);
+/// let work = [0.0f32; WORK];
+/// # assert_eq!(work.len(), SHAPE.sampler_work_len(1));
+/// ```
+///
+/// Reads the magic, the version and the start of the header only (postcard:
+/// the sampler kind, then `d`, `channels`, `layers` as varints, `score_term`
+/// as a byte); [`Model::parse`] checks everything else, and its header's shape
+/// equals this one (tested on every fixture). `None` when the bytes do not
+/// start like a weights file or the shape is out of range.
+pub const fn shape_of(bytes: &[u8]) -> Option<NetworkShape> {
+    if bytes.len() < PREAMBLE {
+        return None;
+    }
+    let mut i = 0;
+    while i < MAGIC.len() {
+        if bytes[i] != MAGIC[i] {
+            return None;
+        }
+        i += 1;
+    }
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if version != FORMAT_VERSION && version != 1 {
+        return None;
+    }
+    let at = PREAMBLE;
+    // The sampler kind, then the shape's three integers.
+    let Some((_, at)) = varint_u32(bytes, at) else {
+        return None;
+    };
+    let Some((d, at)) = varint_u32(bytes, at) else {
+        return None;
+    };
+    let Some((channels, at)) = varint_u32(bytes, at) else {
+        return None;
+    };
+    let Some((layers, at)) = varint_u32(bytes, at) else {
+        return None;
+    };
+    if at >= bytes.len() || bytes[at] > 1 {
+        return None;
+    }
+    let shape = NetworkShape {
+        d,
+        channels,
+        layers,
+        score_term: bytes[at] == 1,
+    };
+    if d == 0
+        || d > crate::network::MAX_WIDTH
+        || channels < 2
+        || channels > crate::network::MAX_WIDTH
+        || layers < 2
+        || layers as usize > crate::network::MAX_LAYERS
+    {
+        return None;
+    }
+    Some(shape)
+}
+
+/// A postcard (LEB128) `u32` at `bytes[at..]`: its value and the next offset.
+const fn varint_u32(bytes: &[u8], mut at: usize) -> Option<(u32, usize)> {
+    let mut value = 0u32;
+    let mut shift = 0;
+    while shift < 35 {
+        if at >= bytes.len() {
+            return None;
+        }
+        let b = bytes[at];
+        at += 1;
+        if shift == 28 && b > 0x0F {
+            return None;
+        }
+        value |= ((b & 0x7F) as u32) << shift;
+        if b & 0x80 == 0 {
+            return Some((value, at));
+        }
+        shift += 7;
+    }
+    None
 }
 
 /// Bytes [`encode_into`] writes for this header.

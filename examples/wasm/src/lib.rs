@@ -33,12 +33,19 @@ use diffctl_runtime::prelude::*;
 const INPUT_CAPACITY: usize = 256 * 1024;
 /// Output buffer (bytes): 100 lines of `d = 20` need about 22 KiB.
 const OUTPUT_CAPACITY: usize = 1024 * 1024;
-/// Largest parameter count.
-const MAX_PARAMS: usize = 64 * 1024;
 /// Largest state dimension.
 const MAX_D: usize = 64;
-/// Work buffer floats (`Sampler::work_len(BATCH)` is `5C + (4 + BATCH) d + 1`).
-const MAX_WORK: usize = 1024;
+/// Largest channel count.
+const MAX_C: usize = 128;
+/// Work buffer floats for the largest network these limits allow (the
+/// sampler checks the actual need and refuses a file that does not fit).
+const MAX_WORK: usize = NetworkShape {
+    d: MAX_D as u32,
+    channels: MAX_C as u32,
+    layers: 2,
+    score_term: true,
+}
+.sampler_work_len(BATCH);
 /// Paths per lockstep batch: differs from the host's (all `n`) and the
 /// firmware's (8), to exercise the promise that a sample does not depend on
 /// its batch.
@@ -139,20 +146,9 @@ fn run(out: &mut Output, len: usize, seed: u64, first: u64, n: u64) -> Result<()
         *b = slot.load(Relaxed);
     }
     let model = Model::parse(&bytes[..len]).map_err(|e| invalid(out, "weights", &e))?;
-    let header = model.header;
-    let mut params = [0.0f32; MAX_PARAMS];
-    let count = model
-        .params_into(&mut params)
-        .map_err(|e| invalid(out, "weights", &e))?;
-    let net = NetworkRef::from_flat(header.shape, &params[..count])
-        .map_err(|e| invalid(out, "weights", &e))?;
-    let target = model
-        .target()
-        .ok_or_else(|| invalid(out, "weights", &"the file names no built-in target"))?;
-    let sampler = header
-        .sampler(net, Some(target), None, None)
-        .map_err(|e| invalid(out, "sampler", &e))?;
-    let d = header.shape.d as usize;
+    // The network reads the parameters from `bytes` in place.
+    let sampler = model.sampler().map_err(|e| invalid(out, "sampler", &e))?;
+    let d = model.header.shape.d as usize;
     if d > MAX_D {
         return Err(invalid(out, "weights", &"state dimension above MAX_D"));
     }
