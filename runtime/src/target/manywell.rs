@@ -29,7 +29,7 @@ const WELL_OFFSET: f64 = 9.0;
 
 /// `P(x1 > 0)` in one pair (mpmath's adaptive quadrature at 30 digits;
 /// the test `positive_share_is_the_quadrature` recomputes it with
-/// [`Well::positive_share`]). Stored so that the `2^16` mode weights cost
+/// [`ManyWell::positive_share`]). Stored so that the `2^16` mode weights cost
 /// no quadrature each.
 pub const POSITIVE_SHARE: f64 = 0.844_307_096_211_139;
 
@@ -111,7 +111,8 @@ impl GroundTruth for ManyWell {
         Ok(())
     }
 
-    /// Per pair: `x1` by [`Well::sample`], `x2` standard normal.
+    /// Per pair: `x1` by rejection from the uniform distribution on a window
+    /// (see [`super::multiwell`]), `x2` standard normal.
     fn sample_exact(&self, rng: &mut PathRng, x: &mut [f32]) -> bool {
         for p in x.chunks_exact_mut(2) {
             p[0] = WELL.sample(rng);
