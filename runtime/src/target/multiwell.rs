@@ -78,8 +78,9 @@ impl Well {
     }
 
     /// `P(x > 0)` under the normalised well: the integral over `[0, L]`
-    /// (a smooth integrand, so the trapezoidal rule stays exponentially
-    /// accurate) over the whole one.
+    /// over the whole one. The cut at 0 leaves the trapezoidal rule an
+    /// `h^2 w'(0) / 12` error term, tiny when the wells are deep (for
+    /// manywell's, `w'(0) = e^-9 / 2`: about `1e-13` against mpmath).
     pub fn positive_share(&self) -> f64 {
         let n = Self::MOMENT_INTERVALS;
         let half = self.window();
