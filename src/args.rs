@@ -45,10 +45,10 @@ pub struct TargetArgs {
     /// Bayesian logistic regression on a CSV file (`name = "logistic-regression"`).
     #[arg(long, value_name = "FILE.toml", conflicts_with = "target")]
     pub target_config: Option<PathBuf>,
-    /// Built-in target: gmm, funnel, mw5, dw20 or mw50.
+    /// Built-in target: gmm, funnel, mw5, dw20, mw50, gmm25 or manywell32.
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
-    /// Dimension of a funnel or multi-well target [default: the preset's].
+    /// Dimension of a funnel, multi-well or many-well (even) target [default: the preset's].
     #[arg(long, value_name = "D")]
     pub dim: Option<u32>,
     /// Number of double-well coordinates of a multi-well target [default: the preset's].
@@ -142,9 +142,9 @@ pub fn target_spec(name: &str, params: &TargetParams) -> Result<TargetSpec> {
         )))
     };
     match &mut spec {
-        TargetSpec::Gmm => {
+        TargetSpec::Gmm | TargetSpec::Gmm25 => {
             if params.dim.is_some() {
-                refuse("--dim (gmm is 2-d)")?;
+                refuse("--dim (it is 2-d)")?;
             }
             if params.wells.is_some() || params.delta.is_some() {
                 refuse("--wells/--delta")?;
@@ -169,6 +169,12 @@ pub fn target_spec(name: &str, params: &TargetParams) -> Result<TargetSpec> {
             *w = params.wells.unwrap_or((*w).min(*d));
             *delta = params.delta.unwrap_or(*delta);
         }
+        TargetSpec::ManyWell { d } => {
+            if params.wells.is_some() || params.delta.is_some() || params.sigma.is_some() {
+                refuse("--wells/--delta/--sigma (its wells are fixed; --dim sets their number)")?;
+            }
+            *d = params.dim.unwrap_or(*d);
+        }
         TargetSpec::Mixture { .. } | TargetSpec::LogisticRegression { .. } => {
             unreachable!("presets are parametric")
         }
@@ -189,6 +195,13 @@ pub fn describe_target(spec: &TargetSpec) -> String {
         TargetSpec::MultiWell { d, w, delta } => {
             format!("multi-well, d = {d}, {w} double wells, delta = {delta}")
         }
+        TargetSpec::Gmm25 => {
+            "2-d mixture of 25 Gaussians at {-10,-5,0,5,10}^2, std sqrt(0.3)".to_string()
+        }
+        TargetSpec::ManyWell { d } => format!(
+            "many-well, d = {d}, {} asymmetric 2-d double wells 0.5 x1 + 6 x1^2 - x1^4 - x2^2/2",
+            d / 2
+        ),
         TargetSpec::Mixture { .. } | TargetSpec::LogisticRegression { .. } => spec.to_string(),
     };
     match preset {
@@ -207,6 +220,8 @@ pub fn target_name(spec: &TargetSpec) -> String {
                 TargetSpec::Gmm => "gmm".into(),
                 TargetSpec::Funnel { d, .. } => format!("funnel{d}"),
                 TargetSpec::MultiWell { d, w, .. } => format!("mw{d}w{w}"),
+                TargetSpec::Gmm25 => "gmm25".into(),
+                TargetSpec::ManyWell { d } => format!("manywell{d}"),
                 TargetSpec::Mixture { .. } => "mixture".into(),
                 TargetSpec::LogisticRegression { .. } => "logistic".into(),
             },

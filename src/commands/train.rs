@@ -178,7 +178,7 @@ pub fn build_config(args: &TrainArgs) -> Result<(TrainConfig, ChosenTarget)> {
             ))
         })?,
         (None, None, None) => return Err(
-            "no target: give --target NAME (gmm, funnel, mw5, dw20, mw50), --target-config FILE, \
+            "no target: give --target NAME (gmm, funnel, mw5, dw20, mw50, gmm25, manywell32), --target-config FILE, \
              or `target` in --config"
                 .into(),
         ),

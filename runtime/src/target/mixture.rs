@@ -1,4 +1,4 @@
-//! Gaussian mixtures: the `gmm` preset ([`GaussianMixture`], parameters in
+//! Gaussian mixtures: the `gmm` and `gmm25` presets ([`GaussianMixture`], parameters in
 //! static tables) and mixtures whose parameters a weights file stores
 //! ([`StoredMixture`], any dimension, diagonal or full covariances, read from
 //! the file's bytes without copying). Density, score and ground truth.

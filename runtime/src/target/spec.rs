@@ -6,7 +6,7 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Funnel, GaussianMixture, GroundTruth, MultiWell, StoredMixture, Target};
+use super::{Funnel, GaussianMixture, GroundTruth, ManyWell, MultiWell, StoredMixture, Target};
 use crate::normal::PathRng;
 
 /// `gmm`: 9 equal modes at `{-5, 0, 5}^2` with std `sqrt(0.3)`.
@@ -20,6 +20,30 @@ pub mod gmm {
     ];
     /// Stds `[9, 2]`: all `sqrt(0.3)`.
     pub const STDS: [f32; 18] = [0.547_722_6; 18];
+}
+
+/// `gmm25`: 25 equal modes at `{-10, -5, 0, 5, 10}^2` with std `sqrt(0.3)`
+/// (covariance `0.3 I`), components in the order of [`gmm`]'s (first
+/// coordinate major).
+pub mod gmm25 {
+    /// Component weights.
+    pub const WEIGHTS: [f32; 25] = [1.0; 25];
+    /// Means `[25, 2]`, row-major.
+    pub const MEANS: [f32; 50] = means();
+    /// Stds `[25, 2]`: all `sqrt(0.3)`.
+    pub const STDS: [f32; 50] = [0.547_722_6; 50];
+
+    const fn means() -> [f32; 50] {
+        const GRID: [f32; 5] = [-10.0, -5.0, 0.0, 5.0, 10.0];
+        let mut m = [0.0; 50];
+        let mut i = 0;
+        while i < 25 {
+            m[2 * i] = GRID[i / 5];
+            m[2 * i + 1] = GRID[i % 5];
+            i += 1;
+        }
+        m
+    }
 }
 
 /// A target by kind and parameters: what a weights file records. New
@@ -49,6 +73,10 @@ pub enum TargetSpec {
         standardize: bool,
         data_crc: u32,
     },
+    /// The `gmm25` preset (2-d, 25 modes).
+    Gmm25,
+    /// [`ManyWell`] in dimension `d` (even: `d / 2` pairs); preset `manywell32`.
+    ManyWell { d: u32 },
 }
 
 /// Largest dimension a [`TargetSpec`] may declare.
@@ -58,7 +86,15 @@ pub const MAX_TARGET_DATA: usize = 1 << 28;
 
 impl TargetSpec {
     /// Names accepted by [`TargetSpec::preset`].
-    pub const PRESETS: [&'static str; 5] = ["gmm", "funnel", "mw5", "dw20", "mw50"];
+    pub const PRESETS: [&'static str; 7] = [
+        "gmm",
+        "funnel",
+        "mw5",
+        "dw20",
+        "mw50",
+        "gmm25",
+        "manywell32",
+    ];
 
     /// The built-in presets of MATH.md §8.
     pub fn preset(name: &str) -> Option<Self> {
@@ -80,6 +116,8 @@ impl TargetSpec {
                 w: 5,
                 delta: 2.0,
             },
+            "gmm25" => TargetSpec::Gmm25,
+            "manywell32" => TargetSpec::ManyWell { d: 32 },
             _ => return None,
         })
     }
@@ -94,7 +132,14 @@ impl TargetSpec {
     /// Checks dimensions and parameters (finite, in range).
     pub fn validate(&self) -> Result<(), &'static str> {
         match *self {
-            TargetSpec::Gmm => Ok(()),
+            TargetSpec::Gmm | TargetSpec::Gmm25 => Ok(()),
+            TargetSpec::ManyWell { d } => {
+                if !(2..=MAX_TARGET_DIM).contains(&d) || d % 2 != 0 {
+                    Err("many-well dimension must be even and in 2..=65536")
+                } else {
+                    Ok(())
+                }
+            }
             TargetSpec::Funnel { d, sigma } => {
                 if !(2..=MAX_TARGET_DIM).contains(&d) {
                     Err("funnel dimension must be in 2..=65536")
@@ -145,8 +190,9 @@ impl TargetSpec {
     /// Dimension of the target.
     pub fn dim(&self) -> usize {
         match *self {
-            TargetSpec::Gmm => 2,
+            TargetSpec::Gmm | TargetSpec::Gmm25 => 2,
             TargetSpec::Funnel { d, .. }
+            | TargetSpec::ManyWell { d }
             | TargetSpec::MultiWell { d, .. }
             | TargetSpec::Mixture { d, .. }
             | TargetSpec::LogisticRegression { d, .. } => d as usize,
@@ -200,6 +246,14 @@ impl TargetSpec {
             TargetSpec::LogisticRegression { .. } => {
                 return Err("a logistic-regression target needs its data set (a target config)")
             }
+            TargetSpec::Gmm25 => Builtin::Mixture(GaussianMixture::new(
+                &gmm25::WEIGHTS,
+                &gmm25::MEANS,
+                &gmm25::STDS,
+            )),
+            TargetSpec::ManyWell { d } => Builtin::ManyWell(ManyWell {
+                pairs: d as usize / 2,
+            }),
         })
     }
 
@@ -236,6 +290,10 @@ impl fmt::Display for TargetSpec {
             TargetSpec::LogisticRegression { d, rows, .. } => {
                 write!(f, "logistic-regression (d = {d}, {rows} data rows)")
             }
+            TargetSpec::Gmm25 => f.write_str("gmm25"),
+            TargetSpec::ManyWell { d } => {
+                write!(f, "{} (d = {d})", name.unwrap_or("many-well"))
+            }
         }
     }
 }
@@ -247,6 +305,7 @@ pub enum Builtin<'a> {
     Stored(StoredMixture<'a>),
     Funnel(Funnel),
     MultiWell(MultiWell),
+    ManyWell(ManyWell),
 }
 
 impl Builtin<'_> {
@@ -256,6 +315,7 @@ impl Builtin<'_> {
             Builtin::Stored(t) => t,
             Builtin::Funnel(t) => t,
             Builtin::MultiWell(t) => t,
+            Builtin::ManyWell(t) => t,
         }
     }
 }
@@ -314,6 +374,12 @@ mod tests {
         assert_eq!(name("gmm"), "gmm");
         assert_eq!(name("mw5"), "mw5 (d = 5, wells = 5, delta = 4)");
         assert_eq!(name("funnel"), "funnel (d = 10, sigma = 3)");
+        assert_eq!(name("gmm25"), "gmm25");
+        assert_eq!(name("manywell32"), "manywell32 (d = 32)");
+        assert_eq!(
+            TargetSpec::ManyWell { d: 4 }.to_string(),
+            "many-well (d = 4)"
+        );
         let changed = TargetSpec::MultiWell {
             d: 3,
             w: 3,

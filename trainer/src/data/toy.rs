@@ -32,7 +32,7 @@ impl Toy {
     pub const NAMES: [&'static str; 4] = ["moons", "checkerboard", "8gaussians", "swissroll"];
 
     /// `moons`, `checkerboard`, `8gaussians`, `swissroll`, or a target preset
-    /// (`gmm`, `funnel`, `mw5`, `dw20`, `mw50`).
+    /// (`gmm`, `funnel`, `mw5`, `dw20`, `mw50`, `gmm25`, `manywell32`).
     pub fn by_name(name: &str) -> Option<Self> {
         Some(match name {
             "moons" | "two-moons" => Toy::TwoMoons,

@@ -109,7 +109,7 @@ impl Known {
         Self::new(spec, Vec::new())
     }
 
-    /// A preset by name (`gmm`, `funnel`, `mw5`, `dw20`, `mw50`).
+    /// A preset by name (`gmm`, `funnel`, `mw5`, `dw20`, `mw50`, `gmm25`, `manywell32`).
     pub fn preset(name: &str) -> Option<Self> {
         Self::builtin(TargetSpec::preset(name)?).ok()
     }
