@@ -75,6 +75,9 @@ pub const SW2_SAMPLES: usize = 20_000;
 pub const SW2_TRUTH_SEED: u64 = 0x7377_325f_7472_7574;
 /// Seed of the projection directions behind [`EvalReport::sliced_w2`].
 pub const SW2_DIRECTION_SEED: u64 = 0x7377_325f_6469_7273;
+/// Modes expected fewer times than this in `n` samples are left out of
+/// [`EvalReport::worst_mode_ratio`].
+pub const MIN_EXPECTED_COUNT: f64 = 10.0;
 /// Most coordinates [`EvalReport`]'s text lists one by one.
 const MAX_LISTED_COORDS: usize = 40;
 
@@ -85,13 +88,20 @@ impl EvalReport {
     pub fn log_z_lb_error(&self) -> Option<f64> {
         self.log_z_true.map(|t| self.estimates.log_z_lb - t)
     }
-    /// Smallest observed share over the modes divided by its expected share.
+    /// Smallest observed share divided by its expected share, over the
+    /// modes expected at least [`MIN_EXPECTED_COUNT`] times in `n` samples
+    /// (a mode expected less often may be empty by chance: manywell32 has
+    /// 2^16 modes, most of tiny weight). `None` without modes or when no
+    /// mode is expected that often.
     pub fn worst_mode_ratio(&self) -> Option<f64> {
-        self.modes.as_ref().map(|m| {
-            m.iter()
-                .map(|s| s.observed / s.expected)
-                .fold(f64::INFINITY, f64::min)
-        })
+        let worst = self
+            .modes
+            .as_ref()?
+            .iter()
+            .filter(|s| s.expected * self.n as f64 >= MIN_EXPECTED_COUNT)
+            .map(|s| s.observed / s.expected)
+            .fold(f64::INFINITY, f64::min);
+        worst.is_finite().then_some(worst)
     }
 }
 
@@ -150,13 +160,26 @@ impl fmt::Display for EvalReport {
         }
         if let Some(modes) = &self.modes {
             let worst = self.worst_mode_ratio().unwrap_or(f64::NAN);
-            writeln!(
-                f,
-                "modes            {} (expected share {:.4} each; smallest observed/expected {:.3})",
-                modes.len(),
-                modes.first().map_or(0.0, |m| m.expected),
-                worst
-            )?;
+            let first = modes.first().map_or(0.0, |m| m.expected);
+            if modes.iter().all(|m| (m.expected - first).abs() <= 1e-9 * first) {
+                writeln!(
+                    f,
+                    "modes            {} (expected share {first:.4} each; smallest observed/expected {worst:.3})",
+                    modes.len(),
+                )?;
+            } else {
+                let seen = modes.iter().filter(|m| m.observed > 0.0).count();
+                let counted = modes
+                    .iter()
+                    .filter(|m| m.expected * self.n as f64 >= MIN_EXPECTED_COUNT)
+                    .count();
+                writeln!(
+                    f,
+                    "modes            {} of unequal weight, {seen} seen; smallest observed/expected \
+                     {worst:.3} over the {counted} expected at least {MIN_EXPECTED_COUNT} times",
+                    modes.len(),
+                )?;
+            }
             if modes.len() <= 16 {
                 for m in modes {
                     writeln!(f, "  {:<14} {:.4}", m.label, m.observed)?;
