@@ -80,7 +80,7 @@ fn run() -> Result<(), String> {
 
     // The file's SDE, grid, steps and integrator, with our target: it enters
     // the network's score term and the path costs.
-    let sampler = header.sampler(net, Some(TwoModes), None, None)?;
+    let sampler = header.sampler_for(net, Some(TwoModes), None, None)?;
     let n = 10_000;
     let mut xs = vec![0.0f32; n * 2];
     let mut paths = vec![PathState::default(); n];

@@ -175,7 +175,7 @@ pub fn run<T: Target + Sync>(target: &T, cfg: &TrainConfig, n: usize) -> Result<
     let mut params = vec![0.0f32; header.param_count()];
     model.params_into(&mut params).map_err(|e| e.to_string())?;
     let net = NetworkRef::from_flat(header.shape, &params).map_err(|e| e.to_string())?;
-    let sampler = header.sampler(net, Some(target), None, None)?;
+    let sampler = header.sampler_for(net, Some(target), None, None)?;
     let d = target.dim();
     let mut xs = vec![0.0f32; n * d];
     let mut paths = vec![PathState::default(); n];

@@ -155,7 +155,7 @@ impl Header {
     /// parameters were loaded from the file) and a target, which is required
     /// when the network has a score term and gives path costs when present.
     /// `steps` and `integrator` override the header's defaults.
-    pub fn sampler<'a, T: Target + Copy>(
+    pub fn sampler_for<'a, T: Target + Copy>(
         &self,
         net: NetworkRef<'a>,
         target: Option<T>,
@@ -503,7 +503,7 @@ impl<'a> Model<'a> {
         target: T,
     ) -> Result<Sampler<'a, NetworkControl<'a, T>, T>, crate::Error> {
         let net = self.network()?;
-        Ok(self.header.sampler(net, Some(target), None, None)?)
+        Ok(self.header.sampler_for(net, Some(target), None, None)?)
     }
 
     /// Writes the parameters, as `f32`, into `out[..param_count]`; returns that count.

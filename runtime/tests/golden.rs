@@ -37,7 +37,7 @@ fn host_lines(bytes: &[u8], batch: usize) -> String {
     model.params_into(&mut params).unwrap();
     let net = NetworkRef::from_flat(header.shape, &params).unwrap();
     let target = model.target().expect("fixtures name their target");
-    let sampler = header.sampler(net, Some(target), None, None).unwrap();
+    let sampler = header.sampler_for(net, Some(target), None, None).unwrap();
     let d = header.shape.d as usize;
     let mut work = vec![0.0f32; sampler.work_len(batch)];
     let mut out = String::new();

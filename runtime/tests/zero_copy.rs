@@ -62,7 +62,7 @@ fn assert_same_bits(bytes: &[u8], what: &str) {
     model.params_into(&mut params).unwrap();
     let net = NetworkRef::from_flat(header.shape, &params).unwrap();
     let target = model.target().unwrap();
-    let buffered = header.sampler(net, Some(target), None, None).unwrap();
+    let buffered = header.sampler_for(net, Some(target), None, None).unwrap();
 
     let zero_copy = model.sampler().unwrap();
     assert!(

@@ -158,7 +158,7 @@ pub fn runtime_hex(path: &Path, seed: u64, first: u64, n: usize) -> String {
     model.params_into(&mut params).unwrap();
     let net = NetworkRef::from_flat(header.shape, &params).unwrap();
     let target = model.target();
-    let sampler = header.sampler(net, target, None, None).unwrap();
+    let sampler = header.sampler_for(net, target, None, None).unwrap();
     let d = header.shape.d as usize;
     let mut xs = vec![0.0f32; n * d];
     let mut paths = vec![PathState::default(); n];

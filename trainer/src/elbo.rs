@@ -175,7 +175,7 @@ pub fn elbo_params(
     data.expect_dim(header.shape.d as usize)?;
     let net = NetworkRef::from_flat(header.shape, params).map_err(|e| e.to_string())?;
     let target: Option<Builtin> = header.target.and_then(|t| t.build(&[]).ok());
-    let sampler = header.sampler(net, target, None, None)?;
+    let sampler = header.sampler_for(net, target, None, None)?;
     elbo(&sampler.control, &header.sde, header.prior_nu, data, cfg)
 }
 

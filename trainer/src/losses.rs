@@ -722,7 +722,10 @@ mod tests {
         let flat = params.flatten();
         let net = NetworkRef::from_flat(r.header.shape, &flat).unwrap();
         let point = r.target.point();
-        let runtime = r.header.sampler(net, Some(&*point), None, None).unwrap();
+        let runtime = r
+            .header
+            .sampler_for(net, Some(&*point), None, None)
+            .unwrap();
         let mut xs = vec![0.0f32; n * r.d()];
         let mut paths = vec![diffctl_runtime::integrate::PathState::default(); n];
         let mut work = vec![0.0f32; runtime.work_len(n)];
@@ -940,7 +943,10 @@ mod tests {
             let flat = params.flatten();
             let net = NetworkRef::from_flat(r.header.shape, &flat).unwrap();
             let point = r.target.point();
-            let runtime = r.header.sampler(net, Some(&*point), None, None).unwrap();
+            let runtime = r
+                .header
+                .sampler_for(net, Some(&*point), None, None)
+                .unwrap();
             let d = r.d();
             let mut xs = vec![0.0f32; n * d];
             let mut paths = vec![PathState::default(); n];

@@ -161,7 +161,10 @@ impl fmt::Display for EvalReport {
         if let Some(modes) = &self.modes {
             let worst = self.worst_mode_ratio().unwrap_or(f64::NAN);
             let first = modes.first().map_or(0.0, |m| m.expected);
-            if modes.iter().all(|m| (m.expected - first).abs() <= 1e-9 * first) {
+            if modes
+                .iter()
+                .all(|m| (m.expected - first).abs() <= 1e-9 * first)
+            {
                 writeln!(
                     f,
                     "modes            {} (expected share {first:.4} each; smallest observed/expected {worst:.3})",

@@ -189,7 +189,7 @@ pub fn sample_params(
     let net = NetworkRef::from_flat(header.shape, params)
         .map_err(|e| EvalError::Invalid(e.to_string()))?;
     let sampler = header
-        .sampler(net, target, opts.steps, opts.integrator)
+        .sampler_for(net, target, opts.steps, opts.integrator)
         .map_err(|e| EvalError::Invalid(e.to_string()))?;
     let d = header.shape.d as usize;
     let with_cost = sampler.has_cost();
