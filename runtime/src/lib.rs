@@ -15,7 +15,8 @@
 //! | [`sde`] | noise schedules, SDEs, time grids |
 //! | [`integrate`] | the path simulator (start, step, finish) and [`integrate::Sampler`]: Euler–Maruyama, exponential, probability flow; path costs |
 //! | [`normal`] | per-sample random streams and standard normals |
-//! | [`weights`] | the weights file |
+//! | [`weights`] | the weights file: format, parsing, encoding |
+//! | [`assemble`] | from a parsed file to a sampler: the header's prior and sampler, the model's network |
 //! | [`hex`] | the text line format of the device check (bits of each sample) |
 //!
 //! ## Determinism
@@ -71,6 +72,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod assemble;
 pub mod control;
 pub mod hex;
 pub mod integrate;
