@@ -69,6 +69,44 @@ mod tests {
     use crate::target::Known;
     use diffctl_runtime::target::GroundTruth;
 
+    /// Weighted moments by hand: costs 0 and ln 3 give normalised weights
+    /// 3/4 and 1/4, so for x = 1 and x = -3 the weighted E|x|^2 is
+    /// 3/4 + 9/4 = 3, E|x|_1 is 3/4 + 3/4 = 1.5 and the weighted mean is 0;
+    /// the raw ones are 5, 2 and -1.
+    #[test]
+    fn weighted_moments_by_hand() {
+        use diffctl_runtime::integrate::PathCost;
+        let cost = |r: f64| PathCost { r, r_disc: r };
+        let samples = Samples {
+            d: 1,
+            first: 0,
+            xs: vec![1.0, -3.0],
+            costs: Some(vec![cost(0.0), cost(3f64.ln())]),
+        };
+        let rep = report(&samples, None, CostForm::Discrete);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(rep.sq_norm.estimate, 5.0) && close(rep.sq_norm.weighted.unwrap(), 3.0));
+        assert!(close(rep.abs_norm.estimate, 2.0) && close(rep.abs_norm.weighted.unwrap(), 1.5));
+        assert!(
+            close(rep.coords[0].mean, -1.0) && close(rep.coords[0].weighted_mean.unwrap(), 0.0)
+        );
+        let text = rep.to_string();
+        assert!(
+            text.contains("E|x|^2           5.0000; weighted 3.0000"),
+            "{text}"
+        );
+        // Without costs there are no weighted moments.
+        let raw = report(
+            &Samples {
+                costs: None,
+                ..samples
+            },
+            None,
+            CostForm::Discrete,
+        );
+        assert!(raw.sq_norm.weighted.is_none() && raw.coords[0].weighted_mean.is_none());
+    }
+
     /// MATH.md §8's table.
     #[test]
     fn true_moments_match_the_table() {

@@ -12,11 +12,15 @@ use crate::data::exact_samples;
 use crate::distance;
 use crate::target::TrainTarget;
 
-/// An estimate beside its true value.
+/// An estimate from the raw samples beside its true value, and the
+/// self-normalised importance-weighted estimate (weights `exp(-R)`), which
+/// estimates the target's value even where the raw samples miss it.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Versus {
     pub estimate: f64,
     pub truth: Option<f64>,
+    #[serde(default)]
+    pub weighted: Option<f64>,
 }
 
 impl Versus {
@@ -142,14 +146,19 @@ impl fmt::Display for EvalReport {
         };
         writeln!(f, "Pareto k-hat     {:.3} ({verdict})", e.pareto_k)?;
         for (name, v) in [("E|x|^2", &self.sq_norm), ("E|x|_1", &self.abs_norm)] {
+            let weighted = match (v.weighted, v.truth) {
+                (Some(w), Some(t)) => format!("; weighted {w:.4} (error {:+.4})", w - t),
+                (Some(w), None) => format!("; weighted {w:.4}"),
+                (None, _) => String::new(),
+            };
             match v.truth {
                 Some(t) => writeln!(
                     f,
-                    "{name:<16} {:.4} (true {t:.4}, error {:+.4})",
+                    "{name:<16} {:.4} (true {t:.4}, error {:+.4}){weighted}",
                     v.estimate,
                     v.estimate - t
                 )?,
-                None => writeln!(f, "{name:<16} {:.4}", v.estimate)?,
+                None => writeln!(f, "{name:<16} {:.4}{weighted}", v.estimate)?,
             }
         }
         if let Some(w) = self.sliced_w2 {
@@ -214,10 +223,7 @@ impl fmt::Display for EvalReport {
 /// coordinate (weights `exp(-r)`, `r` the costs, when given and finite).
 fn coord_stats(samples: &Samples, r: &[f64]) -> Vec<CoordStats> {
     let (d, n) = (samples.d, samples.xs.len() / samples.d);
-    let max = r.iter().map(|v| -v).fold(f64::NEG_INFINITY, f64::max);
-    let weights: Option<Vec<f64>> =
-        (!r.is_empty() && max.is_finite()).then(|| r.iter().map(|v| (-v - max).exp()).collect());
-    let total: f64 = weights.as_ref().map_or(0.0, |w| w.iter().sum());
+    let weights = normalised_weights(r);
     (0..d)
         .map(|j| {
             let col = || samples.xs.chunks_exact(d).map(move |x| x[j] as f64);
@@ -225,12 +231,11 @@ fn coord_stats(samples: &Samples, r: &[f64]) -> Vec<CoordStats> {
             let var = col().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
             let (wm, ws) = match &weights {
                 Some(w) => {
-                    let m = col().zip(w).map(|(v, w)| w * v).sum::<f64>() / total;
+                    let m = col().zip(w).map(|(v, w)| w * v).sum::<f64>();
                     let v = col()
                         .zip(w)
                         .map(|(v, w)| w * (v - m) * (v - m))
-                        .sum::<f64>()
-                        / total;
+                        .sum::<f64>();
                     (Some(m), Some(v.sqrt()))
                 }
                 None => (None, None),
@@ -243,6 +248,18 @@ fn coord_stats(samples: &Samples, r: &[f64]) -> Vec<CoordStats> {
             }
         })
         .collect()
+}
+
+/// Self-normalised importance weights `exp(-r_i) / sum_j exp(-r_j)`
+/// (`None` without costs, or when no weight is positive).
+fn normalised_weights(r: &[f64]) -> Option<Vec<f64>> {
+    let max = r.iter().map(|v| -v).fold(f64::NEG_INFINITY, f64::max);
+    if r.is_empty() || !max.is_finite() {
+        return None;
+    }
+    let w: Vec<f64> = r.iter().map(|v| (-v - max).exp()).collect();
+    let total: f64 = w.iter().sum();
+    Some(w.into_iter().map(|v| v / total).collect())
 }
 
 /// The evaluation report of samples drawn from a model of `target` (its
@@ -265,11 +282,24 @@ pub fn report(samples: &Samples, target: Option<&dyn TrainTarget>, cost: CostFor
     } else {
         estimates(&r)
     };
+    let sq_of = |x: &[f32]| x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+    let abs_of = |x: &[f32]| x.iter().map(|&v| (v as f64).abs()).sum::<f64>();
     let (mut sq, mut abs) = (0.0f64, 0.0f64);
     for x in samples.xs.chunks_exact(d) {
-        sq += x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
-        abs += x.iter().map(|&v| (v as f64).abs()).sum::<f64>();
+        sq += sq_of(x);
+        abs += abs_of(x);
     }
+    let weights = normalised_weights(&r);
+    let weighted = |f: &dyn Fn(&[f32]) -> f64| {
+        weights.as_ref().map(|w| {
+            samples
+                .xs
+                .chunks_exact(d)
+                .zip(w)
+                .map(|(x, w)| w * f(x))
+                .sum::<f64>()
+        })
+    };
     let truth = target.and_then(|t| t.ground_truth());
     let moments = truth.as_ref().and_then(|t| t.moments());
     let modes = truth.as_ref().filter(|t| t.mode_count() > 0).map(|t| {
@@ -301,10 +331,12 @@ pub fn report(samples: &Samples, target: Option<&dyn TrainTarget>, cost: CostFor
         sq_norm: Versus {
             estimate: sq / n as f64,
             truth: moments.map(|t| t.0),
+            weighted: weighted(&sq_of),
         },
         abs_norm: Versus {
             estimate: abs / n as f64,
             truth: moments.map(|t| t.1),
+            weighted: weighted(&abs_of),
         },
         modes,
         sliced_w2: truth
