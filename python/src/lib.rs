@@ -124,10 +124,9 @@ fn train(
     // An exception in the density is raised as it was; a KeyboardInterrupt
     // (inside the density's call, or seen between iterations) returns the
     // model of the last completed iteration.
-    let interrupt = match failure {
+    let interrupt = match failure.or_else(|| lock(&signal).take()) {
         Some(e) if !e.is_instance_of::<PyKeyboardInterrupt>(py) => return Err(e),
-        Some(e) => Some(e),
-        None => lock(&signal).take(),
+        other => other,
     };
     let outcome = match (result, interrupt.is_some()) {
         (Ok(o), _) => o,
