@@ -12,17 +12,13 @@ use std::path::PathBuf;
 use diffctl_runtime::hex::write_sample_line;
 use diffctl_runtime::prelude::*;
 
+mod common;
+
+use common::FIXTURES;
+
 /// Must match `.ci/device-check.sh` and `examples/fixtures/golden.sh`.
 const SEEDS: [u64; 3] = [0, 1, u64::MAX];
 const N: usize = 100;
-const FIXTURES: [&str; 6] = [
-    "gmm_f32",
-    "gmm_f16",
-    "dw20_f32",
-    "dw20_f16",
-    "pis_gmm_f32",
-    "dds_gmm_f32",
-];
 
 fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/fixtures")
@@ -38,24 +34,10 @@ fn host_lines(bytes: &[u8], batch: usize) -> String {
     let net = NetworkRef::from_flat(header.shape, &params).unwrap();
     let target = model.target().expect("fixtures name their target");
     let sampler = header.sampler_for(net, Some(target), None, None).unwrap();
-    let d = header.shape.d as usize;
-    let mut work = vec![0.0f32; sampler.work_len(batch)];
     let mut out = String::new();
-    for seed in SEEDS {
-        let mut first = 0;
-        while first < N {
-            let m = batch.min(N - first);
-            let mut xs = vec![0.0f32; m * d];
-            let mut paths = vec![PathState::default(); m];
-            sampler
-                .sample(seed, first as u64, &mut xs, &mut paths, &mut work)
-                .unwrap();
-            for (i, x) in xs.chunks_exact(d).enumerate() {
-                write_sample_line(&mut out, seed, (first + i) as u64, x).unwrap();
-            }
-            first += m;
-        }
-    }
+    common::for_each_sample(&sampler, &SEEDS, N, batch, |seed, index, x, _| {
+        write_sample_line(&mut out, seed, index, x).unwrap();
+    });
     out
 }
 

@@ -2,45 +2,15 @@
 //! the same bits as computing it at every step, for every fixture, and the
 //! table is really used.
 
-use std::path::PathBuf;
-
 use diffctl_runtime::prelude::*;
 
-const FIXTURES: [&str; 6] = [
-    "gmm_f32",
-    "gmm_f16",
-    "dw20_f32",
-    "dw20_f16",
-    "pis_gmm_f32",
-    "dds_gmm_f32",
-];
+mod common;
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/fixtures")
-        .join(format!("{name}.dcw"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use common::{fixture, FIXTURES};
 
 /// Samples 0..12 of seed 5 in batches of `batch`: coordinates and both costs.
-fn bits<C: Control, T: Target>(sampler: &Sampler<'_, C, T>, d: usize, batch: usize) -> Vec<u64> {
-    let mut out = Vec::new();
-    let mut work = vec![0.0f32; sampler.work_len(batch)];
-    let mut first = 0;
-    while first < 12 {
-        let m = batch.min(12 - first);
-        let mut xs = vec![0.0f32; m * d];
-        let mut paths = vec![PathState::default(); m];
-        sampler
-            .sample(5, first as u64, &mut xs, &mut paths, &mut work)
-            .unwrap();
-        for (x, p) in xs.chunks_exact(d).zip(&paths) {
-            out.extend(x.iter().map(|v| v.to_bits() as u64));
-            out.extend([p.cost.r.to_bits(), p.cost.r_disc.to_bits()]);
-        }
-        first += m;
-    }
-    out
+fn bits<C: Control, T: Target>(sampler: &Sampler<'_, C, T>, batch: usize) -> Vec<u64> {
+    common::sample_bits(sampler, &[5], 12, batch)
 }
 
 #[test]
@@ -49,9 +19,8 @@ fn a_tabulated_time_branch_gives_the_same_bits() {
         let bytes = fixture(name);
         let model = Model::parse(&bytes).unwrap();
         let shape = model.header.shape;
-        let d = shape.d as usize;
         let plain = model.sampler().unwrap();
-        let want = bits(&plain, d, 1);
+        let want = bits(&plain, 1);
 
         let mut table = vec![0.0f32; shape.time_table_len(plain.steps)];
         let mut sampler = model.sampler().unwrap();
@@ -63,7 +32,7 @@ fn a_tabulated_time_branch_gives_the_same_bits() {
         );
         for batch in [1, 5] {
             assert!(
-                bits(&sampler, d, batch) == want,
+                bits(&sampler, batch) == want,
                 "{name}: tabulated samples (batch {batch}) differ"
             );
         }
@@ -76,10 +45,7 @@ fn a_tabulated_time_branch_gives_the_same_bits() {
         }
         let mut sampler = model.sampler().unwrap();
         sampler.control.time_table = Some(&poisoned[..plain.steps * row]);
-        assert!(
-            bits(&sampler, d, 1) != want,
-            "{name}: the table was not read"
-        );
+        assert!(bits(&sampler, 1) != want, "{name}: the table was not read");
 
         // A table for another grid is never wrongly hit: every lookup misses
         // and the branch is computed.
@@ -95,10 +61,7 @@ fn a_tabulated_time_branch_gives_the_same_bits() {
         }
         sampler.control.time_table = Some(&zeroed);
         // t_0 = 0 is on both grids (its entry is intact); no other time is.
-        assert!(
-            bits(&sampler, d, 1) == want,
-            "{name}: a foreign time was hit"
-        );
+        assert!(bits(&sampler, 1) == want, "{name}: a foreign time was hit");
     }
 }
 

@@ -5,58 +5,26 @@
 //! and in both path costs. And the compile-time shape reader agrees with the
 //! parser.
 
-use std::path::PathBuf;
-
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::weights::{crc32, encode_into_with, encoded_len};
 
-const FIXTURES: [&str; 6] = [
-    "gmm_f32",
-    "gmm_f16",
-    "dw20_f32",
-    "dw20_f16",
-    "pis_gmm_f32",
-    "dds_gmm_f32",
-];
+mod common;
+
+use common::{fixture, FIXTURES};
+
 const SEEDS: [u64; 3] = [0, 1, u64::MAX];
 const N: usize = 40;
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/fixtures")
-        .join(format!("{name}.dcw"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 /// Samples `0..N` of every seed in batches of `batch`: the bits of every
 /// coordinate and of both path costs.
-fn bits<C: Control, T: Target>(sampler: &Sampler<'_, C, T>, d: usize, batch: usize) -> Vec<u64> {
-    let mut out = Vec::new();
-    let mut work = vec![0.0f32; sampler.work_len(batch)];
-    for seed in SEEDS {
-        let mut first = 0;
-        while first < N {
-            let m = batch.min(N - first);
-            let mut xs = vec![0.0f32; m * d];
-            let mut paths = vec![PathState::default(); m];
-            sampler
-                .sample(seed, first as u64, &mut xs, &mut paths, &mut work)
-                .unwrap();
-            for (x, p) in xs.chunks_exact(d).zip(&paths) {
-                out.extend(x.iter().map(|v| v.to_bits() as u64));
-                out.extend([p.cost.r.to_bits(), p.cost.r_disc.to_bits()]);
-            }
-            first += m;
-        }
-    }
-    out
+fn bits<C: Control, T: Target>(sampler: &Sampler<'_, C, T>, batch: usize) -> Vec<u64> {
+    common::sample_bits(sampler, &SEEDS, N, batch)
 }
 
 /// The buffered path and the zero-copy path on one file: equal bits.
 fn assert_same_bits(bytes: &[u8], what: &str) {
     let model = Model::parse(bytes).unwrap();
     let header = model.header;
-    let d = header.shape.d as usize;
 
     let mut params = vec![0.0f32; header.param_count()];
     model.params_into(&mut params).unwrap();
@@ -69,11 +37,11 @@ fn assert_same_bits(bytes: &[u8], what: &str) {
         zero_copy.control.net.time_w1.as_f32().is_none(),
         "{what}: the zero-copy network must read the file's bytes"
     );
-    let want = bits(&buffered, d, N);
+    let want = bits(&buffered, N);
     assert!(want.iter().all(|&b| b != 0), "{what}: degenerate output");
     for batch in [1, 7, N] {
         assert!(
-            bits(&zero_copy, d, batch) == want,
+            bits(&zero_copy, batch) == want,
             "{what}: zero-copy samples (batch {batch}) differ from the buffered path"
         );
     }

@@ -191,31 +191,12 @@ mod tests {
     fn density_and_score_match_f64() {
         let t = ManyWell { pairs: 3 };
         let x: [f32; 6] = [-2.1, 0.7, 1.72, -1.3, 0.05, 2.4];
-        let want: f64 = x
-            .chunks_exact(2)
-            .map(|p| pair_log_density(p[0] as f64, p[1] as f64))
-            .sum();
-        let got = t.log_density(&x) as f64;
-        assert!(
-            (got - want).abs() < 1e-5 * (1.0 + want.abs()),
-            "{got} vs {want}"
-        );
-        let mut g = [0.0f32; 6];
-        t.score(&x, &mut g);
-        let h = 1e-5;
-        for (j, &gj) in g.iter().enumerate() {
-            let (p, k) = (j / 2, j % 2);
-            let at = |dx: f64| {
-                let mut q = [x[2 * p] as f64, x[2 * p + 1] as f64];
-                q[k] += dx;
-                pair_log_density(q[0], q[1])
-            };
-            let fd = (at(h) - at(-h)) / (2.0 * h);
-            assert!(
-                (fd - gj as f64).abs() < 1e-5 * (1.0 + fd.abs()),
-                "coordinate {j}: fd {fd} vs {gj}"
-            );
-        }
+        let reference = |x: &[f64]| {
+            x.chunks_exact(2)
+                .map(|p| pair_log_density(p[0], p[1]))
+                .sum::<f64>()
+        };
+        crate::target::assert_density_and_score(&t, &x, &reference, 1e-5, 1e-5);
     }
 
     /// 200,000 exact draws of manywell32: `E|x|^2`, `E|x|_1` and the share of

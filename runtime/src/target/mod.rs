@@ -160,6 +160,44 @@ impl<T: Target> Target for Scaled<T> {
     }
 }
 
+/// For the targets' tests: `log rho` at `x` (at most 64 coordinates) within
+/// `rel` of the f64 reference `f64_log_density`, and the score within
+/// `rel_grad` of the reference's central finite differences (step 1e-5).
+#[cfg(test)]
+pub(crate) fn assert_density_and_score(
+    t: &dyn Target,
+    x: &[f32],
+    f64_log_density: &dyn Fn(&[f64]) -> f64,
+    rel: f64,
+    rel_grad: f64,
+) {
+    let d = x.len();
+    let mut xd = [0.0f64; 64];
+    for (a, &b) in xd.iter_mut().zip(x) {
+        *a = b as f64;
+    }
+    let want = f64_log_density(&xd[..d]);
+    let got = t.log_density(x) as f64;
+    assert!(
+        (got - want).abs() < rel * (1.0 + want.abs()),
+        "{x:?}: {got} vs {want}"
+    );
+    let mut g = [0.0f32; 64];
+    t.score(x, &mut g[..d]);
+    let h = 1e-5;
+    for j in 0..d {
+        let (mut up, mut down) = (xd, xd);
+        up[j] += h;
+        down[j] -= h;
+        let fd = (f64_log_density(&up[..d]) - f64_log_density(&down[..d])) / (2.0 * h);
+        assert!(
+            (fd - g[j] as f64).abs() < rel_grad * (1.0 + fd.abs()),
+            "{x:?} coordinate {j}: fd {fd} vs {}",
+            g[j]
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +292,7 @@ mod tests {
     #[test]
     fn gmm25_density_and_score_match_f64() {
         let t = TargetSpec::Gmm25.build_builtin();
+        let reference = |x: &[f64]| gmm25_log_density_f64([x[0], x[1]]);
         for x in [
             [0.3f32, -0.2],
             [-9.6, 4.1],
@@ -261,27 +300,7 @@ mod tests {
             [2.5, 2.5],
             [11.0, -11.5],
         ] {
-            let xd = [x[0] as f64, x[1] as f64];
-            let want = gmm25_log_density_f64(xd);
-            let got = t.log_density(&x) as f64;
-            assert!(
-                (got - want).abs() < 1e-5 * (1.0 + want.abs()),
-                "{x:?}: {got} vs {want}"
-            );
-            let mut g = [0.0f32; 2];
-            t.score(&x, &mut g);
-            let h = 1e-5;
-            for j in 0..2 {
-                let (mut up, mut down) = (xd, xd);
-                up[j] += h;
-                down[j] -= h;
-                let fd = (gmm25_log_density_f64(up) - gmm25_log_density_f64(down)) / (2.0 * h);
-                assert!(
-                    (fd - g[j] as f64).abs() < 1e-4 * (1.0 + fd.abs()),
-                    "{x:?} coordinate {j}: fd {fd} vs {}",
-                    g[j]
-                );
-            }
+            assert_density_and_score(&t, &x, &reference, 1e-5, 1e-4);
         }
     }
 

@@ -87,3 +87,66 @@ pub fn std_se(v: &[f64]) -> (f64, f64) {
     let var_s2 = (m4 - s.powi(4)).max(0.0) / n;
     (s, var_s2.sqrt() / (2.0 * s))
 }
+
+/// The device-check fixtures in `examples/fixtures/` (must match
+/// `.ci/device-check.sh` and `examples/fixtures/golden.sh`).
+pub const FIXTURES: [&str; 6] = [
+    "gmm_f32",
+    "gmm_f16",
+    "dw20_f32",
+    "dw20_f16",
+    "pis_gmm_f32",
+    "dds_gmm_f32",
+];
+
+/// The bytes of fixture `name` (`examples/fixtures/NAME.dcw`).
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/fixtures")
+        .join(format!("{name}.dcw"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Draws samples `0..n` of every seed in lockstep batches of `batch` and
+/// hands each to `each(seed, index, x, path)`.
+pub fn for_each_sample<C: Control, T: Target>(
+    sampler: &Sampler<'_, C, T>,
+    seeds: &[u64],
+    n: usize,
+    batch: usize,
+    mut each: impl FnMut(u64, u64, &[f32], &PathState),
+) {
+    let d = sampler.control.dim();
+    let mut work = vec![0.0f32; sampler.work_len(batch)];
+    for &seed in seeds {
+        let mut first = 0;
+        while first < n {
+            let m = batch.min(n - first);
+            let mut xs = vec![0.0f32; m * d];
+            let mut paths = vec![PathState::default(); m];
+            sampler
+                .sample(seed, first as u64, &mut xs, &mut paths, &mut work)
+                .expect("sampling succeeds");
+            for (i, (x, p)) in xs.chunks_exact(d).zip(&paths).enumerate() {
+                each(seed, (first + i) as u64, x, p);
+            }
+            first += m;
+        }
+    }
+}
+
+/// The bits of every coordinate and of both path costs of samples `0..n`
+/// of every seed, drawn in batches of `batch`.
+pub fn sample_bits<C: Control, T: Target>(
+    sampler: &Sampler<'_, C, T>,
+    seeds: &[u64],
+    n: usize,
+    batch: usize,
+) -> Vec<u64> {
+    let mut out = Vec::new();
+    for_each_sample(sampler, seeds, n, batch, |_, _, x, p| {
+        out.extend(x.iter().map(|v| v.to_bits() as u64));
+        out.extend([p.cost.r.to_bits(), p.cost.r_disc.to_bits()]);
+    });
+    out
+}
