@@ -939,23 +939,9 @@ mod tests {
             let n = 16;
             let mut g = Eval::new();
             let trained = r.run(&mut g, &params, 11, 0..n).costs;
-
-            let flat = params.flatten();
-            let net = NetworkRef::from_flat(r.header.shape, &flat).unwrap();
-            let point = r.target.point();
-            let runtime = r
-                .header
-                .sampler_for(net, Some(&*point), None, None)
-                .unwrap();
-            let d = r.d();
-            let mut xs = vec![0.0f32; n * d];
-            let mut paths = vec![PathState::default(); n];
-            let mut work = vec![0.0f32; runtime.work_len(n)];
-            runtime
-                .sample(11, 0, &mut xs, &mut paths, &mut work)
-                .unwrap();
-            for (i, (a, b)) in trained.iter().zip(&paths).enumerate() {
-                let (a, b) = (a.r_disc, b.cost.r_disc);
+            let runtime = runtime_costs(&r, &params, 11, n);
+            for (i, (a, b)) in trained.iter().zip(&runtime).enumerate() {
+                let (a, b) = (a.r_disc, b.r_disc);
                 assert!(
                     (a - b).abs() < 1e-3 * (1.0 + b.abs()),
                     "{sampler:?} {integrator:?} path {i}: trainer {a} vs runtime {b}"
