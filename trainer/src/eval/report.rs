@@ -220,16 +220,15 @@ impl fmt::Display for EvalReport {
 }
 
 /// Raw and self-normalised importance-weighted mean and std of every
-/// coordinate (weights `exp(-r)`, `r` the costs, when given and finite).
-fn coord_stats(samples: &Samples, r: &[f64]) -> Vec<CoordStats> {
+/// coordinate (`weights`: [`normalised_weights`] of the costs, if any).
+fn coord_stats(samples: &Samples, weights: Option<&[f64]>) -> Vec<CoordStats> {
     let (d, n) = (samples.d, samples.xs.len() / samples.d);
-    let weights = normalised_weights(r);
     (0..d)
         .map(|j| {
             let col = || samples.xs.chunks_exact(d).map(move |x| x[j] as f64);
             let mean = col().sum::<f64>() / n as f64;
             let var = col().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
-            let (wm, ws) = match &weights {
+            let (wm, ws) = match weights {
                 Some(w) => {
                     let m = col().zip(w).map(|(v, w)| w * v).sum::<f64>();
                     let v = col()
@@ -342,7 +341,7 @@ pub fn report(samples: &Samples, target: Option<&dyn TrainTarget>, cost: CostFor
         sliced_w2: truth
             .as_deref()
             .and_then(|t| sliced_w2_vs_target(samples, t)),
-        coords: coord_stats(samples, &r),
+        coords: coord_stats(samples, weights.as_deref()),
     }
 }
 
