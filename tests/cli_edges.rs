@@ -24,31 +24,11 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A tiny training run (well under a second): gmm, 12 iterations.
-const TINY: [&str; 16] = [
-    "--target",
-    "gmm",
-    "--iterations",
-    "12",
-    "--batch",
-    "32",
-    "--steps",
-    "20",
-    "--channels",
-    "8",
-    "--layers",
-    "2",
-    "--eval-samples",
-    "64",
-    "--threads",
-    "1",
-];
-
-/// `train` with the [`TINY`] settings, `--out out`, and `extra` flags
-/// (which replace a tiny setting of the same name).
+/// `train` on gmm with the [`common::TINY_TRAIN`] settings, `--out out`,
+/// and `extra` flags (which replace a tiny setting of the same name).
 fn train_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec!["train"];
-    a.extend_from_slice(&TINY);
+    let mut a = vec!["train", "--target", "gmm"];
+    a.extend_from_slice(&common::TINY_TRAIN);
     a.extend_from_slice(&["--out", out]);
     let mut rest = Vec::new();
     let mut i = 0;

@@ -13,23 +13,7 @@ fn ok_stderr(args: &[&str]) -> String {
     stderr(&out)
 }
 
-/// A small training budget (well under a second per run).
-const TINY: [&str; 14] = [
-    "--iterations",
-    "8",
-    "--batch",
-    "32",
-    "--steps",
-    "10",
-    "--channels",
-    "8",
-    "--layers",
-    "2",
-    "--eval-samples",
-    "64",
-    "--threads",
-    "1",
-];
+use common::TINY_TRAIN as TINY;
 
 #[test]
 fn new_presets_train_eval_sample_and_plot() {

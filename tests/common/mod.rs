@@ -221,3 +221,22 @@ pub fn drain<R: Read + Send + 'static>(pipe: R) -> std::thread::JoinHandle<Vec<u
         out
     })
 }
+
+/// Training flags of a tiny run (well under a second): 12 iterations, batch
+/// 32, K = 20, C = 8, L = 2, 64 evaluation paths, one thread.
+pub const TINY_TRAIN: [&str; 14] = [
+    "--iterations",
+    "12",
+    "--batch",
+    "32",
+    "--steps",
+    "20",
+    "--channels",
+    "8",
+    "--layers",
+    "2",
+    "--eval-samples",
+    "64",
+    "--threads",
+    "1",
+];
