@@ -160,6 +160,39 @@ impl<T: Target> Target for Scaled<T> {
     }
 }
 
+/// For the targets' tests: `n` exact draws of `t` (into `x`, from stream
+/// `(seed, 0)`) match `E|x|^2` and `E|x|_1` of [`GroundTruth::moments`]
+/// within 4.5 standard errors; `visit` sees every draw (for per-target
+/// counts such as mode shares).
+#[cfg(test)]
+pub(crate) fn assert_exact_moments(
+    t: &dyn GroundTruth,
+    x: &mut [f32],
+    n: usize,
+    seed: u64,
+    mut visit: impl FnMut(&[f32]),
+) {
+    let mut rng = crate::normal::stream(seed, 0);
+    let (mut sq, mut sq2, mut ab, mut ab2) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for _ in 0..n {
+        assert!(t.sample_exact(&mut rng, x));
+        let s: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        let a: f64 = x.iter().map(|&v| (v as f64).abs()).sum();
+        (sq, sq2, ab, ab2) = (sq + s, sq2 + s * s, ab + a, ab2 + a * a);
+        visit(x);
+    }
+    let nf = n as f64;
+    let (m2, m1) = t.moments().expect("the target's moments are known");
+    for (name, sum, sum2, truth) in [("E|x|^2", sq, sq2, m2), ("E|x|_1", ab, ab2, m1)] {
+        let mean = sum / nf;
+        let se = libm::sqrt((sum2 / nf - mean * mean) / nf);
+        assert!(
+            (mean - truth).abs() < 4.5 * se,
+            "{name}: {mean} vs {truth} (SE {se})"
+        );
+    }
+}
+
 /// For the targets' tests: `log rho` at `x` (at most 64 coordinates) within
 /// `rel` of the f64 reference `f64_log_density`, and the score within
 /// `rel_grad` of the reference's central finite differences (step 1e-5).
@@ -315,26 +348,9 @@ mod tests {
         assert!((m1 - 12.174808).abs() < 1e-6, "{m1}");
         assert_eq!(t.mode_count(), 25);
         let n = 200_000;
-        let mut rng = crate::normal::stream(25, 0);
-        let mut x = [0.0f32; 2];
-        let (mut sq, mut sq2, mut ab, mut ab2) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
         let mut counts = [0usize; 25];
-        for _ in 0..n {
-            assert!(t.sample_exact(&mut rng, &mut x));
-            let s: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
-            let a: f64 = x.iter().map(|&v| (v as f64).abs()).sum();
-            (sq, sq2, ab, ab2) = (sq + s, sq2 + s * s, ab + a, ab2 + a * a);
-            counts[t.mode_of(&x)] += 1;
-        }
+        assert_exact_moments(&t, &mut [0.0f32; 2], n, 25, |x| counts[t.mode_of(x)] += 1);
         let nf = n as f64;
-        for (name, sum, sum2, truth) in [("E|x|^2", sq, sq2, m2), ("E|x|_1", ab, ab2, m1)] {
-            let mean = sum / nf;
-            let se = libm::sqrt((sum2 / nf - mean * mean) / nf);
-            assert!(
-                (mean - truth).abs() < 4.5 * se,
-                "{name}: {mean} vs {truth} (SE {se})"
-            );
-        }
         let se = libm::sqrt(0.04 * 0.96 / nf);
         for (i, &c) in counts.iter().enumerate() {
             assert!((t.mode_weight(i) - 0.04).abs() < 1e-7);
