@@ -125,6 +125,7 @@ impl Rollout<'_> {
         bound: &crate::network::BoundNetwork,
         x: Var,
         x_val: &[f32],
+        sim: &PathSimulator,
         step: &Step,
     ) -> Var {
         let sde = self.header.sde;
@@ -139,7 +140,7 @@ impl Rollout<'_> {
             target_score: self.target_score(g, x_val),
         });
         let mut w = self.net.control(g, bound, &te, x, score.as_ref());
-        let mut offset = self.simulator().w_offset(step);
+        let mut offset = sim.w_offset(step);
         if self.header.sampler == SamplerKind::Dds {
             offset -= sde.sigma_bar(t as f64) as f32;
         }
@@ -245,7 +246,7 @@ impl Rollout<'_> {
         for k in 0..sim.steps {
             let step = sim.step(k);
             let xv = g.constant_from(n, d, &paths.x);
-            let w = self.control(g, &bound, xv, &paths.x, &step);
+            let w = self.control(g, &bound, xv, &paths.x, &sim, &step);
             let w_bar = g.value(w).data.clone();
             let xi = self.advance(&sim, &step, &mut paths, &w_bar, self.explore);
             // dR/dw at w = w_bar (module docs).
@@ -324,7 +325,7 @@ impl Rollout<'_> {
         let mut terms: Vec<Var> = Vec::new();
         for k in 0..sim.steps {
             let step = sim.step(k);
-            let w = self.control(g, &bound, x, &paths.x.clone(), &step);
+            let w = self.control(g, &bound, x, &paths.x, &sim, &step);
             let w_val = g.value(w).data.clone();
             let xi = self.advance(&sim, &step, &mut paths, &w_val, 1.0);
             // Reparametrised step on the tape.
@@ -584,7 +585,7 @@ mod tests {
                 g.clear();
                 let bound = r.net.bind(&mut g, p);
                 let xv = g.constant_from(n, d, &paths.x);
-                let w = r.control(&mut g, &bound, xv, &paths.x, &step);
+                let w = r.control(&mut g, &bound, xv, &paths.x, &sim, &step);
                 g.value(w).data.clone()
             };
             let w_bar = eval_w(params);
