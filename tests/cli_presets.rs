@@ -82,6 +82,8 @@ fn bench_configs_parse_and_train() {
         ("gmm25", "DIS (log-variance loss) on gmm25"),
         ("manywell32", "DDS (log-variance loss) on manywell32"),
         ("funnel", "DIS (log-variance loss) on funnel"),
+        ("dw20-dis", "DIS (log-variance loss) on dw20"),
+        ("mw50-dis", "DIS (log-variance loss) on mw50"),
     ] {
         let config = format!("{root}/benches/{name}.toml");
         let w = dir.join(format!("{name}.dcw"));
