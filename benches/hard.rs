@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+mod common;
+
+use common::Spread;
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::target::manywell::POSITIVE_SHARE;
 use diffctl_trainer::eval::{file_target, report, sample_file, CostForm, SampleOptions, Samples};
@@ -214,18 +217,7 @@ fn write_summary(root: &Path, dir: &Path, runs: &[String]) {
     std::fs::write(dir.join("hard.csv"), csv).expect("write csv");
 }
 
-/// Median of a non-empty list.
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
-
-/// One column over a row's runs: its median, and "median [min, max]".
+/// One column over a row's runs: its median, "median [min, max]" and CSV cells.
 struct Column {
     median: Option<f64>,
     text: String,
@@ -233,27 +225,17 @@ struct Column {
 }
 
 fn column(rows: &[Vec<String>], i: usize, digits: usize, signed: bool) -> Column {
-    let mut v: Vec<f64> = rows.iter().filter_map(|r| r[i].parse().ok()).collect();
-    if v.is_empty() {
-        return Column {
+    match Spread::of(rows.iter().filter_map(|r| r[i].parse().ok())) {
+        Some(s) => Column {
+            median: Some(s.median),
+            text: s.text(digits, signed),
+            csv: s.csv(),
+        },
+        None => Column {
             median: None,
             text: "-".into(),
             csv: ",,".into(),
-        };
-    }
-    let m = median(&mut v);
-    let (lo, hi) = (v[0], v[v.len() - 1]);
-    let f = |x: f64| {
-        if signed {
-            format!("{x:+.digits$}")
-        } else {
-            format!("{x:.digits$}")
-        }
-    };
-    Column {
-        median: Some(m),
-        text: format!("{} [{}, {}]", f(m), f(lo), f(hi)),
-        csv: format!("{m:.5},{lo:.5},{hi:.5}"),
+        },
     }
 }
 

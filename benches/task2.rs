@@ -18,6 +18,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+mod common;
+
+use common::Spread;
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::target::Known;
 use diffctl_trainer::train::{train, RunOptions, TrainConfig};
@@ -164,29 +167,12 @@ fn write_summary(dir: &Path, runs: &[String]) {
     std::fs::write(dir.join("task2.csv"), csv).expect("write csv");
 }
 
-/// Median of a non-empty list.
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
-
-/// "median [min, max]" of a column, or "-" when no run has it.
+/// "median [min, max]" of a column, or "-" when no run has it; and its CSV cells.
 fn spread(values: &[Option<f64>], digits: usize) -> (String, String) {
-    let mut v: Vec<f64> = values.iter().flatten().copied().collect();
-    if v.is_empty() {
-        return ("-".into(), ",,".into());
+    match Spread::of(values.iter().flatten().copied()) {
+        Some(s) => (s.text(digits, true), s.csv()),
+        None => ("-".into(), ",,".into()),
     }
-    let m = median(&mut v);
-    let (lo, hi) = (v[0], v[v.len() - 1]);
-    (
-        format!("{m:+.digits$} [{lo:+.digits$}, {hi:+.digits$}]"),
-        format!("{m:.5},{lo:.5},{hi:.5}"),
-    )
 }
 
 /// The per-(target, sampler) table over seeds, as Markdown and CSV.
@@ -218,8 +204,7 @@ fn summary(runs: &[String]) -> (String, String) {
         let col = |i: usize| -> Vec<Option<f64>> {
             rows.iter().map(|r| r[i].parse::<f64>().ok()).collect()
         };
-        let mut secs: Vec<f64> = col(8).into_iter().flatten().collect();
-        let secs = median(&mut secs);
+        let secs = Spread::of(col(8).into_iter().flatten()).map_or(f64::NAN, |s| s.median);
         let (lb, lb_csv) = spread(&col(9), 3);
         let (is, is_csv) = spread(&col(10), 3);
         let (ess, ess_csv) = spread(&col(11), 3);
