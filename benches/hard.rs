@@ -27,7 +27,7 @@ use std::time::Instant;
 
 mod common;
 
-use common::Spread;
+use common::{load_runs, save_runs, Spread};
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::target::manywell::POSITIVE_SHARE;
 use diffctl_trainer::eval::{file_target, report, sample_file, CostForm, SampleOptions, Samples};
@@ -178,11 +178,7 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("results directory");
     std::fs::create_dir_all(&out_dir).expect("weights directory");
     let runs_path = dir.join("hard_runs.csv");
-    let mut runs: Vec<String> = std::fs::read_to_string(&runs_path)
-        .ok()
-        .filter(|text| text.lines().next() == Some(RUNS_HEADER))
-        .map(|text| text.lines().skip(1).map(str::to_string).collect())
-        .unwrap_or_default();
+    let mut runs = load_runs(&runs_path, RUNS_HEADER);
     for row in ROWS
         .iter()
         .filter(|r| chosen.is_empty() || chosen.iter().any(|c| c == r.name))
@@ -198,12 +194,7 @@ fn main() {
             let line = run(row, seed, &config, &key, &out_dir);
             eprintln!("{line}");
             runs.push(line);
-            let text = std::iter::once(RUNS_HEADER.to_string())
-                .chain(runs.iter().cloned())
-                .collect::<Vec<_>>()
-                .join("\n")
-                + "\n";
-            std::fs::write(&runs_path, text).expect("write runs");
+            save_runs(&runs_path, RUNS_HEADER, &runs);
             write_summary(root, &dir, &runs);
         }
     }

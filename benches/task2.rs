@@ -20,7 +20,7 @@ use std::path::Path;
 
 mod common;
 
-use common::Spread;
+use common::{load_runs, save_runs, Spread};
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::target::Known;
 use diffctl_trainer::train::{train, RunOptions, TrainConfig};
@@ -118,11 +118,7 @@ fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
     std::fs::create_dir_all(&dir).expect("results directory");
     let runs_path = dir.join("task2_runs.csv");
-    let mut runs: Vec<String> = std::fs::read_to_string(&runs_path)
-        .ok()
-        .filter(|text| text.lines().next() == Some(RUNS_HEADER))
-        .map(|text| text.lines().skip(1).map(str::to_string).collect())
-        .unwrap_or_default();
+    let mut runs = load_runs(&runs_path, RUNS_HEADER);
     for target in &targets {
         for sampler in SAMPLERS {
             for seed in 0..seeds {
@@ -147,12 +143,7 @@ fn main() {
                 );
                 eprintln!("{line}");
                 runs.push(line);
-                let text = std::iter::once(RUNS_HEADER.to_string())
-                    .chain(runs.iter().cloned())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-                    + "\n";
-                std::fs::write(&runs_path, text).expect("write runs");
+                save_runs(&runs_path, RUNS_HEADER, &runs);
                 write_summary(&dir, &runs);
             }
         }

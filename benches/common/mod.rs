@@ -47,3 +47,26 @@ impl Spread {
         format!("{:.5},{:.5},{:.5}", self.median, self.min, self.max)
     }
 }
+
+/// The runs already in a harness's runs file (one CSV line each), or none
+/// when it is missing or its header is not `header` (another format).
+pub fn load_runs(path: &std::path::Path, header: &str) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .filter(|text| text.lines().next() == Some(header))
+        .map(|text| text.lines().skip(1).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Writes the runs file atomically (a temporary file renamed over it), so
+/// that an interrupted benchmark never loses the runs it had.
+pub fn save_runs(path: &std::path::Path, header: &str, runs: &[String]) {
+    let text = std::iter::once(header.to_string())
+        .chain(runs.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    let tmp = path.with_extension("csv.tmp");
+    std::fs::write(&tmp, text).expect("write runs");
+    std::fs::rename(&tmp, path).expect("replace runs file");
+}
