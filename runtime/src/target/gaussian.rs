@@ -22,12 +22,7 @@ impl Target for DiagGaussian<'_> {
         self.mean.len()
     }
     fn log_density(&self, x: &[f32]) -> f32 {
-        let mut acc = 0.0f32;
-        for ((&xi, &m), &s) in x.iter().zip(self.mean).zip(self.std) {
-            let z = (xi - m) / s;
-            acc += -0.5 * z * z - libm::logf(s) - HALF_LOG_TAU;
-        }
-        acc
+        diag_log_density(x, self.mean, self.std, |_, s| libm::logf(s))
     }
     fn score(&self, x: &[f32], out: &mut [f32]) {
         for (((o, &xi), &m), &s) in out.iter_mut().zip(x).zip(self.mean).zip(self.std) {
@@ -37,6 +32,23 @@ impl Target for DiagGaussian<'_> {
     fn log_z(&self) -> Option<f64> {
         Some(0.0)
     }
+}
+
+/// `log N(x; mean, diag(std^2))` with `log_std(j, std_j)` giving the
+/// logarithms (a mixture evaluating many points computes them once).
+#[inline]
+pub(crate) fn diag_log_density(
+    x: &[f32],
+    mean: &[f32],
+    std: &[f32],
+    log_std: impl Fn(usize, f32) -> f32,
+) -> f32 {
+    let mut acc = 0.0f32;
+    for (j, ((&xi, &m), &s)) in x.iter().zip(mean).zip(std).enumerate() {
+        let z = (xi - m) / s;
+        acc += -0.5 * z * z - log_std(j, s) - HALF_LOG_TAU;
+    }
+    acc
 }
 
 /// `N(0, nu^2 I)` in dimension `d`: the default prior (`nu = 1`).

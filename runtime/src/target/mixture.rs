@@ -5,8 +5,21 @@
 
 use core::fmt;
 
-use super::{normal_density, DiagGaussian, GroundTruth, Target, HALF_LOG_TAU};
+use super::gaussian::diag_log_density;
+use super::{normal_density, GroundTruth, Target, HALF_LOG_TAU};
 use crate::normal::{normal_pair, uniform_f64, PathRng};
+
+/// Most logarithms (`K` weights and `K d` standard deviations) a batched
+/// evaluation caches on the stack (1 KiB); a larger mixture takes them per
+/// point, with the same results.
+const LOG_CACHE: usize = 256;
+
+/// The logarithms in a component's log-density: `log w_i - log sum w` and
+/// `log s_ij`, computed per point or cached for a batch.
+enum Logs<'c> {
+    Direct { log_total_weight: f32 },
+    Cached { weight: &'c [f32], std: &'c [f32] },
+}
 
 /// Mixture of diagonal Gaussians with weights `w_i` (normalised internally),
 /// means `[n, d]` and stds `[n, d]`, row-major.
@@ -39,23 +52,80 @@ impl<'a> GaussianMixture<'a> {
     }
 
     /// `log w_i + log N(x; m_i, s_i^2)` of component `i`, with normalised weights.
-    fn component_log_density(&self, i: usize, x: &[f32], log_total_weight: f32) -> f32 {
+    fn component_log_density(&self, i: usize, x: &[f32], logs: &Logs) -> f32 {
         let d = self.dim();
-        let gauss = DiagGaussian {
-            mean: &self.means[i * d..(i + 1) * d],
-            std: &self.stds[i * d..(i + 1) * d],
-        };
-        libm::logf(self.weights[i]) - log_total_weight + gauss.log_density(x)
+        let (mean, std) = (
+            &self.means[i * d..(i + 1) * d],
+            &self.stds[i * d..(i + 1) * d],
+        );
+        match logs {
+            Logs::Direct { log_total_weight } => {
+                libm::logf(self.weights[i]) - log_total_weight
+                    + diag_log_density(x, mean, std, |_, s| libm::logf(s))
+            }
+            Logs::Cached {
+                weight,
+                std: log_std,
+            } => weight[i] + diag_log_density(x, mean, std, |j, _| log_std[i * d + j]),
+        }
     }
 
-    fn log_total_weight(&self) -> f32 {
-        libm::logf(self.weights.iter().sum())
+    fn direct_logs(&self) -> Logs<'static> {
+        Logs::Direct {
+            log_total_weight: libm::logf(self.weights.iter().sum()),
+        }
+    }
+
+    /// Runs `f` with the mixture's logarithms cached in `cache` when they
+    /// fit, computed per call otherwise: the same values either way.
+    fn with_logs<R>(&self, cache: &mut [f32; LOG_CACHE], f: impl FnOnce(&Logs) -> R) -> R {
+        let direct = self.direct_logs();
+        let k = self.components();
+        if k + self.stds.len() > LOG_CACHE {
+            return f(&direct);
+        }
+        let Logs::Direct { log_total_weight } = direct else {
+            unreachable!()
+        };
+        let (weight, std) = cache.split_at_mut(k);
+        for (l, &w) in weight.iter_mut().zip(self.weights) {
+            *l = libm::logf(w) - log_total_weight;
+        }
+        for (l, &s) in std.iter_mut().zip(self.stds) {
+            *l = libm::logf(s);
+        }
+        f(&Logs::Cached {
+            weight,
+            std: &std[..self.stds.len()],
+        })
+    }
+
+    fn score_with(&self, x: &[f32], out: &mut [f32], logs: &Logs) {
+        let d = self.dim();
+        responsibility_sum(
+            self.components(),
+            out,
+            |i| self.component_log_density(i, x, logs),
+            |i, weight, out| {
+                let (m, s) = (
+                    &self.means[i * d..(i + 1) * d],
+                    &self.stds[i * d..(i + 1) * d],
+                );
+                for j in 0..d {
+                    out[j] += weight * (-(x[j] - m[j]) / (s[j] * s[j]));
+                }
+            },
+        );
+    }
+
+    fn log_density_with(&self, x: &[f32], logs: &Logs) -> f32 {
+        log_sum_exp((0..self.components()).map(|i| self.component_log_density(i, x, logs)))
     }
 
     /// Index of the component with the largest responsibility at `x`.
     pub fn nearest_component(&self, x: &[f32]) -> usize {
-        let lw = self.log_total_weight();
-        argmax((0..self.components()).map(|i| self.component_log_density(i, x, lw)))
+        let logs = self.direct_logs();
+        argmax((0..self.components()).map(|i| self.component_log_density(i, x, &logs)))
     }
 }
 
@@ -118,27 +188,27 @@ impl Target for GaussianMixture<'_> {
         self.means.len() / self.weights.len()
     }
     fn log_density(&self, x: &[f32]) -> f32 {
-        let lw = self.log_total_weight();
-        log_sum_exp((0..self.components()).map(|i| self.component_log_density(i, x, lw)))
+        self.log_density_with(x, &self.direct_logs())
     }
     /// `sum_i r_i(x) (-(x - m_i) / s_i^2)` with responsibilities `r_i`.
     fn score(&self, x: &[f32], out: &mut [f32]) {
+        self.score_with(x, out, &self.direct_logs())
+    }
+    fn log_density_batch(&self, xs: &[f32], out: &mut [f32]) {
         let d = self.dim();
-        let lw = self.log_total_weight();
-        responsibility_sum(
-            self.components(),
-            out,
-            |i| self.component_log_density(i, x, lw),
-            |i, weight, out| {
-                let (m, s) = (
-                    &self.means[i * d..(i + 1) * d],
-                    &self.stds[i * d..(i + 1) * d],
-                );
-                for j in 0..d {
-                    out[j] += weight * (-(x[j] - m[j]) / (s[j] * s[j]));
-                }
-            },
-        );
+        self.with_logs(&mut [0.0; LOG_CACHE], |logs| {
+            for (x, o) in xs.chunks_exact(d).zip(out.iter_mut()) {
+                *o = self.log_density_with(x, logs);
+            }
+        })
+    }
+    fn score_batch(&self, xs: &[f32], out: &mut [f32]) {
+        let d = self.dim();
+        self.with_logs(&mut [0.0; LOG_CACHE], |logs| {
+            for (x, o) in xs.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+                self.score_with(x, o, logs);
+            }
+        })
     }
     fn log_z(&self) -> Option<f64> {
         Some(0.0)

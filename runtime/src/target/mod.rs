@@ -271,6 +271,41 @@ mod tests {
         check_score(&DiagGaussian::new(&m, &s), &[0.1, 0.2]);
     }
 
+    /// Batched evaluation gives each row the bits of the per-point one: for
+    /// every preset (the mixtures cache their logarithms per batch), and for
+    /// a mixture too large for that cache (60 components in 4 dimensions).
+    #[test]
+    fn batches_give_the_per_point_bits() {
+        fn check(name: &str, t: &dyn Target) {
+            const N: usize = 7;
+            let d = t.dim();
+            let xs: [f32; N * 64] =
+                core::array::from_fn(|i| 3.0 * libm::sinf(0.7 * i as f32 + 0.2));
+            let xs = &xs[..N * d];
+            let (mut lp, mut sc, mut g) = ([0.0f32; N], [0.0f32; N * 64], [0.0f32; 64]);
+            t.log_density_batch(xs, &mut lp);
+            t.score_batch(xs, &mut sc[..N * d]);
+            for (i, x) in xs.chunks_exact(d).enumerate() {
+                assert_eq!(
+                    lp[i].to_bits(),
+                    t.log_density(x).to_bits(),
+                    "{name} row {i}"
+                );
+                t.score(x, &mut g[..d]);
+                for j in 0..d {
+                    assert_eq!(sc[i * d + j].to_bits(), g[j].to_bits(), "{name} row {i}");
+                }
+            }
+        }
+        for name in TargetSpec::PRESETS {
+            check(name, &TargetSpec::preset(name).unwrap().build_builtin());
+        }
+        let w: [f32; 60] = core::array::from_fn(|i| 1.0 + (i % 3) as f32);
+        let m: [f32; 240] = core::array::from_fn(|i| libm::sinf(i as f32));
+        let s: [f32; 240] = core::array::from_fn(|i| 0.5 + 0.01 * i as f32);
+        check("60 components", &GaussianMixture::new(&w, &m, &s));
+    }
+
     /// MATH.md §8's log Z column, from the quadrature of `z1`.
     #[test]
     fn multiwell_log_z_matches_table() {

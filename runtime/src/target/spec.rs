@@ -333,6 +333,12 @@ impl Target for Builtin<'_> {
     fn log_z(&self) -> Option<f64> {
         self.inner().log_z()
     }
+    fn log_density_batch(&self, xs: &[f32], out: &mut [f32]) {
+        self.inner().log_density_batch(xs, out)
+    }
+    fn score_batch(&self, xs: &[f32], out: &mut [f32]) {
+        self.inner().score_batch(xs, out)
+    }
 }
 
 impl GroundTruth for Builtin<'_> {
