@@ -11,9 +11,17 @@
 //!   value at `w = w_bar` is the ordinary cost; its derivative there is
 //!   `dR/dw_k = c_k xi_k` with `c_k = sqrt(h)` for the continuous form
 //!   (from `w.(w_bar - w/2) h + sqrt(h) w.xi`) and `c_k = gain / std` for the
-//!   discrete form (from `log p_k(X_{k+1} | X_k; w)`). So the tape holds only
-//!   `sum_k w_k . (c_k xi_k)` plus a constant offset carrying the exact value;
-//!   the loss is the batch variance of `R`. No backpropagation through states.
+//!   discrete form (from `log p_k(X_{k+1} | X_k; w)`). So `R` is
+//!   `sum_k w_k . (c_k xi_k)` plus a constant offset carrying the exact
+//!   value, and the loss is the batch variance of `R`: no backpropagation
+//!   through states. Its gradient `sum_i dL/dR_i sum_k (c_k xi_k) dw_k/dθ`
+//!   needs `dL/dR_i`, known only once every path has ended, so training
+//!   runs twice over the steps: a forward pass without a tape
+//!   ([`Rollout::log_variance`]: paths, costs, and per step the state, the
+//!   target score and `c_k xi_k`), then the backward pass
+//!   ([`Rollout::log_variance_backward`]) recomputes one step's network on
+//!   a tape and backpropagates it at once, last step first. One step's
+//!   activations fit in cache; a tape over all steps would not.
 //!   *Exploration* (`explore > 1`, discrete form only): the fixed path is
 //!   drawn with its noise scaled, `X_{k+1} = decay X_k + gain w_bar + std kappa xi`.
 //!   `R_disc` is still `log p(path; w) - log q(path) - log rho`, evaluated at
@@ -39,7 +47,7 @@ use diffctl_runtime::network::network_time;
 use diffctl_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::autodiff::{Graph, Mode, Params, Var};
+use crate::autodiff::{Eval, Grads, Graph, Mode, Params, Tape, Var};
 use crate::eval::CostForm;
 use crate::network::{BatchedNetwork, ScoreTerm};
 use crate::target::TrainTarget;
@@ -69,11 +77,11 @@ pub struct Rollout<'t> {
     pub explore: f32,
 }
 
-/// Per-sample outputs of a rollout over one shard.
+/// The KL rollout over one shard.
 pub struct ShardOutput {
-    /// `[n, 1]` on the tape: the path cost (log-variance) or its
-    /// differentiable part (KL). Paths whose `log rho(X_K)` is `-inf` or NaN
-    /// hold 0 here and are flagged in `valid`.
+    /// `[n, 1]` on the tape: the differentiable part of the path cost.
+    /// Paths whose `log rho(X_K)` is `-inf` or NaN hold 0 here and are
+    /// flagged in `valid`.
     pub r: Var,
     /// Exact path costs (f64, runtime arithmetic) of the shard's paths.
     pub costs: Vec<PathCost>,
@@ -81,6 +89,33 @@ pub struct ShardOutput {
     pub valid: Vec<bool>,
     /// Paths whose `log rho(X_K)` was NaN (a target error).
     pub nan: usize,
+}
+
+/// The log-variance rollout's forward pass over one shard.
+pub struct LogVariancePaths {
+    /// The path costs `R_i` (the loss's cost form; paths that are not valid
+    /// hold the mean of the valid ones).
+    pub r: Vec<f32>,
+    /// Exact path costs (f64, runtime arithmetic) of the shard's paths.
+    pub costs: Vec<PathCost>,
+    /// Whether each path's `log rho(X_K)` was finite.
+    pub valid: Vec<bool>,
+    /// Paths whose `log rho(X_K)` was NaN (a target error).
+    pub nan: usize,
+    replay: Replay,
+}
+
+/// Per step `k`, what recomputing the step's control needs: rows
+/// `k n d .. (k + 1) n d` of each array.
+struct Replay {
+    /// The states `X_k`.
+    x: Vec<f32>,
+    /// The clamped target scores at `X_k` (empty without the score term).
+    score: Vec<f32>,
+    /// `dR/dw_k = c_k xi_k` (module docs).
+    seed: Vec<f32>,
+    /// 1 for valid paths, 0 for the others (`None`: all valid).
+    mask: Option<Vec<f32>>,
 }
 
 /// The shard's paths between steps: states, random streams and costs.
@@ -107,24 +142,26 @@ impl Rollout<'_> {
     }
 
     /// The target score at every row of `x`, clamped to the header's clip,
-    /// as a constant `[n, d]`.
-    fn target_score<M: Mode>(&self, g: &mut Graph<M>, x: &[f32]) -> Var {
-        let d = self.d();
-        let mut s = vec![0.0f32; x.len()];
-        let clip = self.header.score_clip;
-        self.target.score_batch(x, &mut s);
-        s.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
-        g.constant_from(x.len() / d, d, &s)
+    /// when the network has the score term (it enters as a constant).
+    fn target_score(&self, x: &[f32]) -> Option<Vec<f32>> {
+        self.header.shape.score_term.then(|| {
+            let clip = self.header.score_clip;
+            let mut s = vec![0.0f32; x.len()];
+            self.target.score_batch(x, &mut s);
+            s.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
+            s
+        })
     }
 
     /// `w(x, t)`: the network's control (plus the DDS offset) and the
-    /// simulator's `w` offset (the exponential integrator's `+ sigma_bar x`).
+    /// simulator's `w` offset (the exponential integrator's `+ sigma_bar x`),
+    /// given the clamped target score at `x` ([`Self::target_score`]).
     fn control<M: Mode>(
         &self,
         g: &mut Graph<M>,
         bound: &crate::network::BoundNetwork,
         x: Var,
-        x_val: &[f32],
+        target_score: Option<&[f32]>,
         sim: &PathSimulator,
         step: &Step,
     ) -> Var {
@@ -133,11 +170,11 @@ impl Rollout<'_> {
         let te = self
             .net
             .time_embedding(g, bound, network_time(t, &self.header.sde));
-        let score = self.header.shape.score_term.then(|| ScoreTerm {
+        let score = target_score.map(|s| ScoreTerm {
             sigma_bar: sde.sigma_bar(t as f64) as f32,
             lambda: t / sde.t_end(),
             nu: prior_nu(&self.header),
-            target_score: self.target_score(g, x_val),
+            target_score: g.constant_from(x.rows(), x.cols(), s),
         });
         let mut w = self.net.control(g, bound, &te, x, score.as_ref());
         let mut offset = sim.w_offset(step);
@@ -151,23 +188,146 @@ impl Rollout<'_> {
         w
     }
 
-    /// Simulates the paths `range` of the batch drawn under `seed` and returns
-    /// their per-sample cost on the tape (see the module docs).
-    pub fn run<M: Mode>(
+    /// The log-variance loss's forward pass over the paths `range` of the
+    /// batch drawn under `seed`, without a tape: the per-sample costs, and per
+    /// step what [`Self::log_variance_backward`] needs to recompute it.
+    pub fn log_variance(
         &self,
-        g: &mut Graph<M>,
+        g: &mut Eval,
         params: &Params,
         seed: u64,
         range: Range<usize>,
-    ) -> ShardOutput {
+    ) -> LogVariancePaths {
+        assert_eq!(self.loss, Loss::LogVariance);
         assert!(
-            self.explore == 1.0
-                || (self.loss == Loss::LogVariance && self.cost == CostForm::Discrete),
-            "exploration needs the log-variance loss with the discrete cost"
+            self.explore == 1.0 || self.cost == CostForm::Discrete,
+            "exploration needs the discrete cost"
         );
-        match self.loss {
-            Loss::LogVariance => self.run_log_variance(g, params, seed, range),
-            Loss::Kl => self.run_kl(g, params, seed, range),
+        let (d, n) = (self.d(), range.len());
+        let sim = self.simulator();
+        let mut paths = self.start(&sim, seed, &range);
+        g.clear();
+        let bound = self.net.bind(g, params);
+        let bound_len = g.len();
+        let steps = sim.steps;
+        let mut replay = Replay {
+            x: Vec::with_capacity(steps * n * d),
+            score: Vec::new(),
+            seed: Vec::with_capacity(steps * n * d),
+            mask: None,
+        };
+        let mut linear = vec![0.0f32; n];
+        for k in 0..steps {
+            g.truncate(bound_len);
+            let step = sim.step(k);
+            let score = self.target_score(&paths.x);
+            replay.x.extend_from_slice(&paths.x);
+            let xv = g.constant_from(n, d, &paths.x);
+            let w = self.control(g, &bound, xv, score.as_deref(), &sim, &step);
+            let xi = self.advance(&sim, &step, &mut paths, &g.value(w).data, self.explore);
+            // dR/dw at w = w_bar (module docs).
+            let c = match self.cost {
+                CostForm::Continuous => step.h.sqrt() as f32,
+                CostForm::Discrete => step.gain / step.std,
+            };
+            let seed_k: Vec<f32> = xi.iter().map(|v| c * v).collect();
+            // The linear part's value, `sum_k w_k . seed_k`, in the tape's arithmetic.
+            let sv = g.constant_from(n, d, &seed_k);
+            let term = g.mul(w, sv);
+            let term = g.sum_cols(term);
+            for (l, t) in linear.iter_mut().zip(&g.value(term).data) {
+                *l = if k == 0 { *t } else { *l + *t };
+            }
+            replay.seed.extend_from_slice(&seed_k);
+            if let Some(s) = score {
+                replay.score.extend_from_slice(&s);
+            }
+        }
+        g.truncate(bound_len);
+        let (_, costs, valid, nan) = self.finish(&sim, &paths.x, &paths.states);
+        // The value is the exact cost: linear part plus a constant offset. A
+        // path of weight zero (log rho = -inf) or NaN takes the mean cost of
+        // the shard's valid paths, as a constant: it adds nothing to the
+        // batch variance's gradient.
+        let valid_costs: Vec<f64> = costs
+            .iter()
+            .zip(&valid)
+            .filter(|(_, &ok)| ok)
+            .map(|(c, _)| self.cost.of(c))
+            .collect();
+        let fill = if valid_costs.is_empty() {
+            0.0
+        } else {
+            valid_costs.iter().sum::<f64>() / valid_costs.len() as f64
+        };
+        if !valid.iter().all(|&v| v) {
+            let mask: Vec<f32> = valid.iter().map(|&v| f32::from(u8::from(v))).collect();
+            linear.iter_mut().zip(&mask).for_each(|(l, m)| *l *= m);
+            replay.mask = Some(mask);
+        }
+        let r = costs
+            .iter()
+            .zip(&linear)
+            .zip(&valid)
+            .map(|((c, &l), &ok)| {
+                let offset = if ok {
+                    (self.cost.of(c) - l as f64) as f32
+                } else {
+                    fill as f32
+                };
+                l + offset
+            })
+            .collect();
+        LogVariancePaths {
+            r,
+            costs,
+            valid,
+            nan,
+            replay,
+        }
+    }
+
+    /// Adds `sum_i dr_i dR_i / d params` to `grads` for the paths of
+    /// `paths` (its forward pass), one time step at a time from the last:
+    /// each step's network is recomputed on `g` (cleared first) at the
+    /// stored state and score, and backpropagated from the seed
+    /// `dr_i c_k xi_k` while its activations are in cache. The gradients
+    /// accumulate in the same order as one tape over all steps would.
+    pub fn log_variance_backward(
+        &self,
+        paths: &LogVariancePaths,
+        dr: &[f32],
+        g: &mut Tape,
+        params: &Params,
+        grads: &mut Grads,
+    ) {
+        let (d, n) = (self.d(), paths.r.len());
+        assert_eq!(dr.len(), n);
+        let sim = self.simulator();
+        let replay = &paths.replay;
+        let dr: Vec<f32> = match &replay.mask {
+            Some(m) => dr.iter().zip(m).map(|(g, m)| g * m).collect(),
+            None => dr.to_vec(),
+        };
+        g.clear();
+        let bound = self.net.bind(g, params);
+        let bound_len = g.len();
+        let mut seed = vec![0.0f32; n * d];
+        for k in (0..sim.steps).rev() {
+            g.truncate(bound_len);
+            let step = sim.step(k);
+            let rows = k * n * d..(k + 1) * n * d;
+            let score = (!replay.score.is_empty()).then(|| &replay.score[rows.clone()]);
+            let xv = g.constant_from(n, d, &replay.x[rows.clone()]);
+            let w = self.control(g, &bound, xv, score, &sim, &step);
+            for ((out, s), dr) in seed
+                .chunks_exact_mut(d)
+                .zip(replay.seed[rows].chunks_exact(d))
+                .zip(&dr)
+            {
+                out.iter_mut().zip(s).for_each(|(o, s)| *o = dr * s);
+            }
+            g.backward_seeded(w, &seed, grads);
         }
     }
 
@@ -231,92 +391,17 @@ impl Rollout<'_> {
         (log_rho, costs, valid, nan)
     }
 
-    fn run_log_variance<M: Mode>(
+    /// The KL loss's per-sample values over the paths `range` of the batch
+    /// drawn under `seed`, on `g` (see the module docs).
+    pub fn kl<M: Mode>(
         &self,
         g: &mut Graph<M>,
         params: &Params,
         seed: u64,
         range: Range<usize>,
     ) -> ShardOutput {
-        let (d, n) = (self.d(), range.len());
-        let sim = self.simulator();
-        let mut paths = self.start(&sim, seed, &range);
-        let bound = self.net.bind(g, params);
-        let mut linear: Option<Var> = None;
-        for k in 0..sim.steps {
-            let step = sim.step(k);
-            let xv = g.constant_from(n, d, &paths.x);
-            let w = self.control(g, &bound, xv, &paths.x, &sim, &step);
-            let w_bar = g.value(w).data.clone();
-            let xi = self.advance(&sim, &step, &mut paths, &w_bar, self.explore);
-            // dR/dw at w = w_bar (module docs).
-            let c = match self.cost {
-                CostForm::Continuous => step.h.sqrt() as f32,
-                CostForm::Discrete => step.gain / step.std,
-            };
-            let seed_k: Vec<f32> = xi.iter().map(|v| c * v).collect();
-            let seed_k = g.constant_from(n, d, &seed_k);
-            let term = g.mul(w, seed_k);
-            let term = g.sum_cols(term);
-            linear = Some(match linear {
-                Some(acc) => g.add(acc, term),
-                None => term,
-            });
-        }
-        let (_, costs, valid, nan) = self.finish(&sim, &paths.x, &paths.states);
-        let linear = linear.expect("at least one step");
-        // Constant offset so that the tape's value is the exact cost. A path
-        // of weight zero (log rho = -inf) or NaN takes the mean cost of the
-        // shard's valid paths, as a constant: it adds nothing to the batch
-        // variance's gradient.
-        let lin_val = g.value(linear).data.clone();
-        let mask: Vec<f32> = valid.iter().map(|&v| f32::from(u8::from(v))).collect();
-        let valid_costs: Vec<f64> = costs
-            .iter()
-            .zip(&valid)
-            .filter(|(_, &ok)| ok)
-            .map(|(c, _)| self.cost.of(c))
-            .collect();
-        let fill = if valid_costs.is_empty() {
-            0.0
-        } else {
-            valid_costs.iter().sum::<f64>() / valid_costs.len() as f64
-        };
-        let offset: Vec<f32> = costs
-            .iter()
-            .zip(&lin_val)
-            .zip(&valid)
-            .map(|((c, &l), &ok)| {
-                if ok {
-                    (self.cost.of(c) - l as f64) as f32
-                } else {
-                    fill as f32
-                }
-            })
-            .collect();
-        let linear = if valid.iter().all(|&v| v) {
-            linear
-        } else {
-            let m = g.constant_from(n, 1, &mask);
-            g.mul(linear, m)
-        };
-        let offset = g.constant_from(n, 1, &offset);
-        let r = g.add(linear, offset);
-        ShardOutput {
-            r,
-            costs,
-            valid,
-            nan,
-        }
-    }
-
-    fn run_kl<M: Mode>(
-        &self,
-        g: &mut Graph<M>,
-        params: &Params,
-        seed: u64,
-        range: Range<usize>,
-    ) -> ShardOutput {
+        assert_eq!(self.loss, Loss::Kl);
+        assert_eq!(self.explore, 1.0, "exploration needs the log-variance loss");
         let (d, n) = (self.d(), range.len());
         let sim = self.simulator();
         let mut paths = self.start(&sim, seed, &range);
@@ -325,7 +410,8 @@ impl Rollout<'_> {
         let mut terms: Vec<Var> = Vec::new();
         for k in 0..sim.steps {
             let step = sim.step(k);
-            let w = self.control(g, &bound, x, &paths.x, &sim, &step);
+            let score = self.target_score(&paths.x);
+            let w = self.control(g, &bound, x, score.as_deref(), &sim, &step);
             let w_val = g.value(w).data.clone();
             let xi = self.advance(&sim, &step, &mut paths, &w_val, 1.0);
             // Reparametrised step on the tape.
@@ -417,7 +503,7 @@ fn prior_nu(header: &Header) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autodiff::{Eval, Grads, Tape};
+    use crate::autodiff::{Eval, Grads, Tape, Tensor};
     use crate::target::Known;
     use diffctl_runtime::integrate::Scheme;
     use diffctl_runtime::network::{NetworkRef, NetworkShape};
@@ -480,7 +566,7 @@ mod tests {
     /// of the parameters (reparametrisation), so central differences apply.
     fn kl_value(r: &Rollout, params: &Params) -> f64 {
         let mut g = Eval::new();
-        let out = r.run(&mut g, params, 3, 0..16);
+        let out = r.kl(&mut g, params, 3, 0..16);
         g.value(out.r).data.iter().map(|&v| v as f64).sum::<f64>() / 16.0
     }
 
@@ -488,7 +574,7 @@ mod tests {
     /// [`kl_value`] at `per_tensor` entries of every parameter tensor.
     fn check_kl_gradient(r: &Rollout, params: &mut Params, per_tensor: usize, label: &str) {
         let mut tape = Tape::new();
-        let out = r.run(&mut tape, params, 3, 0..16);
+        let out = r.kl(&mut tape, params, 3, 0..16);
         let s = tape.sum(out.r);
         let loss = tape.scale(s, 1.0 / 16.0);
         let mut grads = Grads::zeros_like(params);
@@ -585,7 +671,8 @@ mod tests {
                 g.clear();
                 let bound = r.net.bind(&mut g, p);
                 let xv = g.constant_from(n, d, &paths.x);
-                let w = r.control(&mut g, &bound, xv, &paths.x, &sim, &step);
+                let score = r.target_score(&paths.x);
+                let w = r.control(&mut g, &bound, xv, score.as_deref(), &sim, &step);
                 g.value(w).data.clone()
             };
             let w_bar = eval_w(params);
@@ -624,6 +711,34 @@ mod tests {
             .collect();
         let mean = rs.iter().sum::<f64>() / n as f64;
         rs.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n as f64 - 1.0) / d as f64
+    }
+
+    /// `Var(R) / d` over the paths `0..n` and its gradient, as training
+    /// computes them: the forward pass, the loss's gradient in `R` on a
+    /// small tape, then the step-by-step backward pass.
+    fn log_variance_loss_and_gradient(
+        r: &Rollout,
+        params: &Params,
+        seed: u64,
+        n: usize,
+    ) -> (f64, Grads) {
+        let paths = r.log_variance(&mut Eval::new(), params, seed, 0..n);
+        let mut holder = Params::new();
+        let id = holder.add("r", Tensor::new(n, 1, paths.r.clone()));
+        let mut small = Tape::new();
+        let leaf = small.param(&holder, id);
+        let v = small.var_rows(leaf, 1);
+        let loss = small.scale(v, 1.0 / r.d() as f32);
+        small.backward(loss, &mut holder.grads);
+        let mut grads = Grads::zeros_like(params);
+        r.log_variance_backward(
+            &paths,
+            &holder.grads.tensors[0].data,
+            &mut Tape::new(),
+            params,
+            &mut grads,
+        );
+        (small.item(loss) as f64, grads)
     }
 
     /// The log-variance gradient (tape: linear seeds `c_k xi_k` at `w = w_bar`)
@@ -684,14 +799,9 @@ mod tests {
             let (mut r, params) = rollout(Loss::LogVariance, cost, integrator, sampler, sde, true);
             r.explore = explore;
             let n = 16;
-            let mut tape = Tape::new();
-            let out = r.run(&mut tape, &params, 3, 0..n);
-            let v = tape.var_rows(out.r, 1);
-            let loss = tape.scale(v, 1.0 / r.d() as f32);
-            let mut grads = Grads::zeros_like(&params);
-            tape.backward(loss, &mut grads);
+            let (loss, grads) = log_variance_loss_and_gradient(&r, &params, 3, n);
             let direct = frozen_path_loss(&r, &params, &params, 3, n);
-            assert!((direct - tape.item(loss) as f64).abs() < 1e-3 * (1.0 + direct.abs()));
+            assert!((direct - loss).abs() < 1e-3 * (1.0 + direct.abs()));
             let mut probe = params.clone();
             for id in 0..params.values.len() {
                 let len = params.values[id].data.len();
@@ -738,10 +848,9 @@ mod tests {
 
     /// The log-variance rollout's value is the runtime's cost of the same
     /// path, computed independently by `Sampler::sample` (the offset makes
-    /// the tape's value the rollout's exact cost, so this checks the
-    /// rollout's paths and costs; the linear seeds' coefficients, which only
-    /// the gradient sees, are checked by the finite-difference test above),
-    /// and the Eval and Tape modes agree bit for bit.
+    /// the value the rollout's exact cost, so this checks the rollout's
+    /// paths and costs; the linear seeds' coefficients, which only the
+    /// gradient sees, are checked by the finite-difference test above).
     #[test]
     fn log_variance_value_is_the_runtime_cost() {
         for (cost, integrator) in [
@@ -759,24 +868,78 @@ mod tests {
                 true,
             );
             let n = 16;
-            let mut tape = Tape::new();
-            let taped = r.run(&mut tape, &params, 3, 0..n);
-            let mut eval = Eval::new();
-            let evald = r.run(&mut eval, &params, 3, 0..n);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(
-                bits(&tape.value(taped.r).data),
-                bits(&eval.value(evald.r).data),
-                "{cost:?} {integrator:?}: Tape and Eval differ"
-            );
+            let paths = r.log_variance(&mut Eval::new(), &params, 3, 0..n);
             let runtime = runtime_costs(&r, &params, 3, n);
-            for (v, c) in tape.value(taped.r).data.iter().zip(&runtime) {
+            for (v, c) in paths.r.iter().zip(&runtime) {
                 let want = cost.of(c);
                 assert!(
                     (*v as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
-                    "{cost:?} {integrator:?}: tape {v} vs runtime {want}"
+                    "{cost:?} {integrator:?}: rollout {v} vs runtime {want}"
                 );
             }
+        }
+    }
+
+    /// The step-by-step backward pass gives the bits of one tape over all
+    /// steps (the parameters' gradients accumulate straight into the store,
+    /// last step first, in both), with the score term and the DDS offset on.
+    #[test]
+    fn step_by_step_backward_is_one_tape_bit_for_bit() {
+        for sampler in [SamplerKind::Dis, SamplerKind::Dds] {
+            let (r, params) = rollout(
+                Loss::LogVariance,
+                CostForm::Discrete,
+                Integrator::Exponential,
+                sampler,
+                Sde::default(),
+                true,
+            );
+            let (n, d) = (16, r.d());
+            let paths = r.log_variance(&mut Eval::new(), &params, 3, 0..n);
+            let dr: Vec<f32> = (0..n).map(|i| (i as f32 - 7.3) * 0.11).collect();
+            let mut stepwise = Grads::zeros_like(&params);
+            r.log_variance_backward(&paths, &dr, &mut Tape::new(), &params, &mut stepwise);
+
+            let mut one = Tape::new();
+            let bound = r.net.bind(&mut one, &params);
+            let sim = r.simulator();
+            let replay = &paths.replay;
+            let mut total = None;
+            for k in 0..sim.steps {
+                let step = sim.step(k);
+                let rows = k * n * d..(k + 1) * n * d;
+                let xv = one.constant_from(n, d, &replay.x[rows.clone()]);
+                let w = r.control(
+                    &mut one,
+                    &bound,
+                    xv,
+                    Some(&replay.score[rows.clone()]),
+                    &sim,
+                    &step,
+                );
+                let seed: Vec<f32> = replay.seed[rows]
+                    .iter()
+                    .enumerate()
+                    .map(|(e, s)| dr[e / d] * s)
+                    .collect();
+                let sv = one.constant_from(n, d, &seed);
+                let t = one.mul(w, sv);
+                let t = one.sum(t);
+                total = Some(match total {
+                    Some(acc) => one.add(acc, t),
+                    None => t,
+                });
+            }
+            let mut whole = Grads::zeros_like(&params);
+            one.backward(total.unwrap(), &mut whole);
+            let bits = |g: &Grads| {
+                g.tensors
+                    .iter()
+                    .flat_map(|t| t.data.iter().map(|v| v.to_bits()))
+                    .collect::<Vec<_>>()
+            };
+            assert!(whole.global_norm() > 1e-3);
+            assert_eq!(bits(&stepwise), bits(&whole), "{sampler:?}");
         }
     }
 
@@ -826,7 +989,7 @@ mod tests {
             let (r, params) = rollout(Loss::Kl, cost, integrator, sampler, sde, true);
             let n = 2000;
             let mut g = Eval::new();
-            let out = r.run(&mut g, &params, 5, 0..n);
+            let out = r.kl(&mut g, &params, 5, 0..n);
             let kl = g.value(out.r).data.clone();
             let diff: Vec<f64> = out
                 .costs
@@ -939,7 +1102,7 @@ mod tests {
             );
             let n = 16;
             let mut g = Eval::new();
-            let trained = r.run(&mut g, &params, 11, 0..n).costs;
+            let trained = r.log_variance(&mut g, &params, 11, 0..n).costs;
             let runtime = runtime_costs(&r, &params, 11, n);
             for (i, (a, b)) in trained.iter().zip(&runtime).enumerate() {
                 let (a, b) = (a.r_disc, b.r_disc);

@@ -11,16 +11,19 @@
 //! Two forms:
 //! * [`DataParallel::run_sum`]: the loss is a sum of per-shard terms (e.g. a
 //!   mean over the batch written as `sum_i / N`): one forward+backward pass.
-//! * [`DataParallel::run_gather`]: the loss is any function of per-sample
+//! * [`DataParallel::run_replay`]: the loss is any function of per-sample
 //!   outputs (e.g. the log-variance loss `Var_i(R_i)`, which couples the
 //!   shards through the batch mean). Phase 1 computes each shard's outputs
-//!   `[n_i, k]`; the main thread stacks them to `[N, k]`, evaluates the loss on
-//!   its own small tape and differentiates it w.r.t. the outputs; phase 2
-//!   backpropagates each shard's slice of that gradient through its tape.
+//!   `[n_i, k]` without a tape, keeping what its backward needs; the main
+//!   thread stacks them to `[N, k]`, evaluates the loss on its own small
+//!   tape and differentiates it w.r.t. the outputs; phase 2 recomputes and
+//!   backpropagates each shard's part with its slice of that gradient
+//!   (the log-variance rollout: one time step at a time, so a step's
+//!   activations are still in cache when its backward runs).
 
 use std::ops::Range;
 
-use crate::autodiff::{Grads, Params, Tape, Tensor, Var};
+use crate::autodiff::{Eval, Grads, Params, Tape, Tensor, Var};
 
 /// Most threads a training, fitting or sampling run may use (the command
 /// line's limit too).
@@ -48,8 +51,8 @@ pub fn shard_ranges(batch: usize, parts: usize) -> Vec<Range<usize>> {
 
 struct Worker {
     tape: Tape,
+    eval: Eval,
     grads: Grads,
-    out: Option<Var>,
 }
 
 /// A pool of per-thread tapes and gradient buffers, reused across iterations.
@@ -65,8 +68,8 @@ impl DataParallel {
             workers: (0..threads)
                 .map(|_| Worker {
                     tape: Tape::new(),
+                    eval: Eval::new(),
                     grads: Grads::default(),
-                    out: None,
                 })
                 .collect(),
             loss_tape: Tape::new(),
@@ -78,22 +81,30 @@ impl DataParallel {
     }
 
     /// Runs `job` on every worker with its shard, on worker threads (inline
-    /// when there is one worker).
-    fn each<J>(&mut self, batch: usize, job: J)
+    /// when there is one worker), and returns the results in worker order.
+    fn each<R, J>(&mut self, batch: usize, job: J) -> Vec<R>
     where
-        J: Fn(usize, Range<usize>, &mut Worker) + Sync,
+        R: Send,
+        J: Fn(usize, Range<usize>, &mut Worker) -> R + Sync,
     {
         let ranges = shard_ranges(batch, self.workers.len());
         if self.workers.len() == 1 {
-            job(0, ranges[0].clone(), &mut self.workers[0]);
-            return;
+            return vec![job(0, ranges[0].clone(), &mut self.workers[0])];
         }
         std::thread::scope(|s| {
             let job = &job;
-            for (i, (w, r)) in self.workers.iter_mut().zip(ranges).enumerate() {
-                s.spawn(move || job(i, r, w));
-            }
-        });
+            let handles: Vec<_> = self
+                .workers
+                .iter_mut()
+                .zip(ranges)
+                .enumerate()
+                .map(|(i, (w, r))| s.spawn(move || job(i, r, w)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
     }
 
     fn reset_grads(&mut self, params: &Params) {
@@ -115,54 +126,60 @@ impl DataParallel {
     {
         self.reset_grads(params);
         let p: &Params = params;
-        self.each(batch, |_, range, w| {
+        let losses = self.each(batch, |_, range, w| {
             w.tape.clear();
             let loss = f(range, &mut w.tape, p);
             w.tape.backward(loss, &mut w.grads);
-            w.out = Some(loss);
+            w.tape.item(loss)
         });
         let mut total = 0.0;
-        for w in &self.workers {
+        for (w, loss) in self.workers.iter().zip(losses) {
             params.grads.add_assign(&w.grads);
-            total += w.tape.item(w.out.expect("worker ran"));
+            total += loss;
         }
         total
     }
 
-    /// Adds `d loss(outputs) / d params` to `params.grads` and returns the loss,
-    /// where `outputs` `[batch, k]` stacks `f(shard)` `[shard_len, k]` of all
-    /// shards in order and `loss` maps it (as a leaf on a fresh tape) to a
-    /// `[1, 1]` value. Also returns the stacked outputs.
-    pub fn run_gather<F, L>(
+    /// Adds `d loss(outputs) / d params` to `params.grads` and returns the
+    /// loss and the stacked `outputs` `[batch, k]`, for a loss that couples
+    /// the shards (the batch variance) and per-shard outputs whose gradient
+    /// is cheaper to recompute than to keep on a tape.
+    ///
+    /// Phase 1: `forward(shard, eval graph, params)` returns the shard's
+    /// outputs `[n_i, k]` and what its backward needs (`S`). The main thread
+    /// stacks the outputs, evaluates `loss` on them (a leaf on a fresh tape,
+    /// to a `[1, 1]` value) and differentiates it w.r.t. the outputs. Phase
+    /// 2: `backward(state, its slice of that gradient, tape, params, grads)`
+    /// adds the shard's `sum_ij dL/dout_ij d out_ij / d params` to `grads`.
+    pub fn run_replay<S, F, L, B>(
         &mut self,
         params: &mut Params,
         batch: usize,
-        f: F,
+        forward: F,
         loss: L,
+        backward: B,
     ) -> (f32, Tensor)
     where
-        F: Fn(Range<usize>, &mut Tape, &Params) -> Var + Sync,
+        S: Send + Sync,
+        F: Fn(Range<usize>, &mut Eval, &Params) -> (Tensor, S) + Sync,
         L: FnOnce(&mut Tape, Var) -> Var,
+        B: Fn(&S, &[f32], &mut Tape, &Params, &mut Grads) + Sync,
     {
         self.reset_grads(params);
         let p: &Params = params;
         // Phase 1: per-shard forward.
-        self.each(batch, |_, range, w| {
-            w.tape.clear();
-            let n = range.len();
-            let out = f(range, &mut w.tape, p);
-            assert_eq!(
-                out.rows(),
-                n,
-                "f must return one row per sample of its shard"
-            );
-            w.out = Some(out);
-        });
-        let parts: Vec<Tensor> = self
-            .workers
-            .iter()
-            .map(|w| w.tape.value(w.out.expect("worker ran")).clone())
-            .collect();
+        let (parts, states): (Vec<Tensor>, Vec<S>) = self
+            .each(batch, |_, range, w| {
+                let n = range.len();
+                let (out, state) = forward(range, &mut w.eval, p);
+                assert_eq!(
+                    out.rows, n,
+                    "forward must return one row per sample of its shard"
+                );
+                (out, state)
+            })
+            .into_iter()
+            .unzip();
         let outputs = Tensor::vstack(&parts);
         // The loss and its gradient w.r.t. the stacked outputs.
         let mut holder = Params::new();
@@ -175,10 +192,10 @@ impl DataParallel {
         let seed = &holder.grads.tensors[0];
         // Phase 2: per-shard backward of its slice of the seed.
         let k = outputs.cols;
-        self.each(batch, |_, range, w| {
-            let out = w.out.expect("worker ran");
+        let states = &states;
+        self.each(batch, |i, range, w| {
             let s = &seed.data[range.start * k..range.end * k];
-            w.tape.backward_seeded(out, s, &mut w.grads);
+            backward(&states[i], s, &mut w.tape, p, &mut w.grads);
         });
         for w in &self.workers {
             params.grads.add_assign(&w.grads);
@@ -190,6 +207,7 @@ impl DataParallel {
     pub fn release(&mut self) {
         for w in &mut self.workers {
             w.tape.release();
+            w.eval.release();
         }
         self.loss_tape.release();
     }
@@ -199,6 +217,7 @@ impl DataParallel {
 mod tests {
     use super::*;
     use crate::autodiff::check::{rand_tensor, test_rng};
+    use crate::autodiff::{Graph, Mode};
     use crate::network::{BatchedNetwork, NetworkShape, ScoreTerm};
     use crate::optim::{Adam, AdamConfig};
 
@@ -210,9 +229,9 @@ mod tests {
 
     /// Per-sample path functional of a short rollout: `[n, 1]` with
     /// `R_i = sum_k |u_k|^2 h / 2 - log N(x_K; 0, I)` (up to constants).
-    fn per_sample(
+    fn per_sample<M: Mode>(
         net: &BatchedNetwork,
-        g: &mut Tape,
+        g: &mut Graph<M>,
         params: &Params,
         x0: &Tensor,
         noise: &[Tensor],
@@ -274,6 +293,33 @@ mod tests {
         (net, params, x0, noise)
     }
 
+    /// `run_replay` with the batch variance of [`per_sample`]: the forward
+    /// pass without a tape, the backward pass recomputing on the tape.
+    fn replay(
+        dp: &mut DataParallel,
+        params: &mut Params,
+        batch: usize,
+        net: &BatchedNetwork,
+        x0: &Tensor,
+        noise: &[Tensor],
+    ) -> (f32, Tensor) {
+        dp.run_replay(
+            params,
+            batch,
+            |range, eval, p| {
+                eval.clear();
+                let out = per_sample(net, eval, p, x0, noise, range.clone());
+                (eval.value(out).clone(), range)
+            },
+            |g, r| g.var_rows(r, 1),
+            |range, seed, tape, p, grads| {
+                tape.clear();
+                let out = per_sample(net, tape, p, x0, noise, range.clone());
+                tape.backward_seeded(out, seed, grads);
+            },
+        )
+    }
+
     fn train(threads: usize, gather: bool) -> Params {
         let batch = 37;
         let (net, mut params, x0, noise) = setup(50, batch);
@@ -284,7 +330,7 @@ mod tests {
             let f =
                 |r: Range<usize>, g: &mut Tape, p: &Params| per_sample(&net, g, p, &x0, &noise, r);
             if gather {
-                dp.run_gather(&mut params, batch, f, |g, r| g.var_rows(r, 1));
+                replay(&mut dp, &mut params, batch, &net, &x0, &noise);
             } else {
                 dp.run_sum(&mut params, batch, |r, g, p| {
                     let out = f(r, g, p);
@@ -316,19 +362,14 @@ mod tests {
     }
 
     #[test]
-    fn gathered_loss_gradient_matches_one_tape() {
+    fn replayed_loss_gradient_matches_one_tape() {
         // Variance of R over the batch, split over 3 threads, equals the
         // single-tape computation.
         let batch = 20;
         let (net, mut params, x0, noise) = setup(60, batch);
         let mut dp = DataParallel::new(3);
         params.zero_grad();
-        let (loss, outputs) = dp.run_gather(
-            &mut params,
-            batch,
-            |r, g, p| per_sample(&net, g, p, &x0, &noise, r),
-            |g, r| g.var_rows(r, 1),
-        );
+        let (loss, outputs) = replay(&mut dp, &mut params, batch, &net, &x0, &noise);
         assert_eq!(outputs.shape(), (batch, 1));
         let mut g = Tape::new();
         let r = per_sample(&net, &mut g, &params, &x0, &noise, 0..batch);

@@ -19,7 +19,7 @@ use diffctl_runtime::prelude::*;
 use diffctl_runtime::weights::crc32;
 use serde::{Deserialize, Serialize};
 
-use crate::autodiff::Params;
+use crate::autodiff::{Params, Tensor};
 use crate::eval::{self, CostForm, EvalReport, SampleOptions, Samples};
 pub use crate::losses::Loss;
 use crate::losses::Rollout;
@@ -470,24 +470,33 @@ impl Objective for Training<'_> {
         self.rollout.explore = cfg.explore_at(k);
         let rollout = &self.rollout;
         let nan_paths = AtomicUsize::new(0);
-        let run_shard = |range, tape: &mut _, p: &Params| {
-            let out = rollout.run(tape, p, seed, range);
-            nan_paths.fetch_add(out.nan, Ordering::Relaxed);
-            out.r
-        };
         let d = rollout.header.shape.d as f32;
         let loss = match cfg.loss {
             Loss::LogVariance => {
                 self.dp
-                    .run_gather(params, cfg.batch, run_shard, |tape, r| {
-                        let v = tape.var_rows(r, 1);
-                        tape.scale(v, 1.0 / d)
-                    })
+                    .run_replay(
+                        params,
+                        cfg.batch,
+                        |range, eval, p| {
+                            let paths = rollout.log_variance(eval, p, seed, range);
+                            nan_paths.fetch_add(paths.nan, Ordering::Relaxed);
+                            let n = paths.r.len();
+                            (Tensor::new(n, 1, paths.r.clone()), paths)
+                        },
+                        |tape, r| {
+                            let v = tape.var_rows(r, 1);
+                            tape.scale(v, 1.0 / d)
+                        },
+                        |paths, dr, tape, p, grads| {
+                            rollout.log_variance_backward(paths, dr, tape, p, grads)
+                        },
+                    )
                     .0
             }
             Loss::Kl => self.dp.run_sum(params, cfg.batch, |range, tape, p| {
-                let r = run_shard(range, tape, p);
-                let s = tape.sum(r);
+                let out = rollout.kl(tape, p, seed, range);
+                nan_paths.fetch_add(out.nan, Ordering::Relaxed);
+                let s = tape.sum(out.r);
                 tape.scale(s, 1.0 / (cfg.batch as f32 * d))
             }),
         } as f64;

@@ -44,7 +44,8 @@ pub fn exp(x: f32) -> f32 {
     // round to nearest by the 1.5 * 2^23 trick (|x log2 e| < 2^22 here):
     // f32 `round` is a libm call on baseline x86_64 and blocks vectorisation
     const SHIFTER: f32 = 12_582_912.0;
-    let n = (x * LOG2E + SHIFTER) - SHIFTER;
+    let shifted = x * LOG2E + SHIFTER;
+    let n = shifted - SHIFTER;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let mut p = r * 1.987_569_1e-4 + 1.398_199_9e-3;
     p = r * p + 8.333_452e-3;
@@ -52,7 +53,11 @@ pub fn exp(x: f32) -> f32 {
     p = r * p + 1.666_666_5e-1;
     p = r * p + 0.5;
     let e = (r * r) * p + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // `n` as an integer, read from the mantissa of `shifted` (in
+    // [2^23, 2^24), where the spacing is 1): the same value as `n as i32`,
+    // whose saturating conversion the compiler would not vectorise.
+    let n_int = shifted.to_bits() as i32 - SHIFTER.to_bits() as i32;
+    let scale = f32::from_bits(((n_int + 127) as u32) << 23);
     e * scale
 }
 
@@ -94,17 +99,28 @@ pub fn gelu_grad(x: f32) -> f32 {
     cdf + x * pdf
 }
 
+/// GELU and its derivative together, sharing the `erf`: the same bits as
+/// [`gelu`] and [`gelu_grad`].
 #[inline(always)]
-fn gelu_forward_generic(out: &mut [f32], x: &[f32]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = gelu(v);
+pub fn gelu_and_grad(x: f32) -> (f32, f32) {
+    let e = gelu_erf(x * FRAC_1_SQRT_2);
+    let y = 0.5 * x * (1.0 + e);
+    let cdf = 0.5 * (1.0 + e);
+    let pdf = FRAC_1_SQRT_2PI * gelu_exp(-0.5 * x * x);
+    (y, cdf + x * pdf)
+}
+
+#[inline(always)]
+fn gelu_forward_saving_grad_generic(out: &mut [f32], grad: &mut [f32], x: &[f32]) {
+    for ((o, g), &v) in out.iter_mut().zip(grad.iter_mut()).zip(x) {
+        (*o, *g) = gelu_and_grad(v);
     }
 }
 
 #[inline(always)]
-fn gelu_backward_generic(gx: &mut [f32], gy: &[f32], x: &[f32]) {
-    for ((g, &d), &v) in gx.iter_mut().zip(gy).zip(x) {
-        *g += d * gelu_grad(v);
+fn gelu_forward_generic(out: &mut [f32], x: &[f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = gelu(v);
     }
 }
 
@@ -131,7 +147,11 @@ macro_rules! dispatch {
 }
 
 dispatch!(gelu_forward, gelu_forward_generic, (out: &mut [f32], x: &[f32]));
-dispatch!(gelu_backward, gelu_backward_generic, (gx: &mut [f32], gy: &[f32], x: &[f32]));
+dispatch!(
+    gelu_forward_saving_grad,
+    gelu_forward_saving_grad_generic,
+    (out: &mut [f32], grad: &mut [f32], x: &[f32])
+);
 
 #[cfg(test)]
 mod tests {

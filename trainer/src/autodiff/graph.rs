@@ -158,12 +158,22 @@ impl<M: Mode> Graph<M> {
     /// Forgets every value, keeping the buffers for the next iteration.
     /// All `Var`s of this graph become invalid.
     pub fn clear(&mut self) {
-        for t in self.values.drain(..) {
+        self.truncate(0);
+    }
+
+    /// Forgets the values from the `len`-th on (their `Var`s become
+    /// invalid), keeping the buffers. With `len` the graph's length after
+    /// binding the parameters, one graph serves step after step of a
+    /// rollout with the parameters bound once.
+    pub fn truncate(&mut self, len: usize) {
+        for t in self.values.drain(len.min(self.values.len())..) {
             self.pool.give(t.data);
         }
-        for n in self.nodes.drain(..) {
-            if let Op::Shape(ShapeOp::External { jac, .. }) = n.op {
-                self.pool.give(jac);
+        for n in self.nodes.drain(len.min(self.nodes.len())..) {
+            match n.op {
+                Op::Shape(ShapeOp::External { jac, .. }) => self.pool.give(jac),
+                Op::Unary(UnaryOp { saved_grad, .. }) => self.pool.give(saved_grad),
+                _ => {}
             }
         }
     }
@@ -321,10 +331,31 @@ impl Graph<Grad> {
             pool,
             ..
         } = self;
+        // A parameter's gradient slot is its buffer in `grads`: every
+        // contribution is added straight onto it, in the order the nodes are
+        // visited. So backward passes over several tapes (one per time step)
+        // accumulate exactly as one pass over a tape holding all the steps.
+        for ((slot, node), value) in slots.iter_mut().zip(nodes.iter()).zip(values.iter()) {
+            if let Op::Param(p) = node.op {
+                let buf = std::mem::take(&mut grads.tensors[p.0].data);
+                assert_eq!(
+                    buf.len(),
+                    value.len(),
+                    "grad store does not match params (or parameter {} is bound twice on one tape)",
+                    p.0
+                );
+                *slot = Some(buf);
+            }
+        }
         if nodes[v.id].requires_grad {
-            let mut g = pool.take(v.len());
-            g.copy_from_slice(seed);
-            slots[v.id] = Some(g);
+            match &mut slots[v.id] {
+                Some(g) => g.iter_mut().zip(seed).for_each(|(g, s)| *g += s),
+                None => {
+                    let mut g = pool.take(v.len());
+                    g.copy_from_slice(seed);
+                    slots[v.id] = Some(g);
+                }
+            }
         }
         for i in (0..=v.id).rev() {
             let Some(gy) = slots[i].take() else {
@@ -345,11 +376,9 @@ impl Graph<Grad> {
             match &node.op {
                 Op::Leaf => {}
                 Op::Param(p) => {
-                    let dst = &mut grads.tensors[p.0].data;
-                    assert_eq!(dst.len(), gy.len(), "grad store does not match params");
-                    for (d, g) in dst.iter_mut().zip(&gy) {
-                        *d += *g;
-                    }
+                    // The accumulated gradient goes back to its store.
+                    grads.tensors[p.0].data = gy;
+                    continue;
                 }
                 Op::MatMul(op) => op.backward(out, &gy, &mut ctx),
                 Op::Linear(op) => op.backward(out, &gy, &mut ctx),

@@ -163,6 +163,9 @@ pub(crate) enum Unary {
 pub(crate) struct UnaryOp {
     kind: Unary,
     x: Var,
+    /// `dy/dx` at every element, when the forward pass computed it anyway
+    /// (GELU: it shares the `erf`); empty otherwise.
+    pub(crate) saved_grad: Vec<f32>,
 }
 
 #[inline(always)]
@@ -187,6 +190,12 @@ impl UnaryOp {
         let Some(gx) = ctx.grad(self.x) else {
             return;
         };
+        if !self.saved_grad.is_empty() {
+            for ((g, &gy), &d) in gx.iter_mut().zip(gy).zip(&self.saved_grad) {
+                *g += gy * d;
+            }
+            return;
+        }
         match self.kind {
             Unary::Neg => acc(gx, gy, x, y, |_, _| -1.0),
             Unary::Scale(c) => acc(gx, gy, x, y, |_, _| c),
@@ -196,7 +205,7 @@ impl UnaryOp {
             Unary::Log => acc(gx, gy, x, y, |x, _| 1.0 / x),
             Unary::Sin => acc(gx, gy, x, y, |x, _| libm::cosf(x)),
             Unary::Cos => acc(gx, gy, x, y, |x, _| -libm::sinf(x)),
-            Unary::Gelu => fastmath::gelu_backward(gx, gy, x),
+            Unary::Gelu => acc(gx, gy, x, y, |x, _| fastmath::gelu_grad(x)),
         }
     }
 }
@@ -240,6 +249,17 @@ impl<M: Mode> Graph<M> {
 
     fn unary(&mut self, kind: Unary, x: Var) -> Var {
         let mut out = self.alloc(x.len());
+        if kind == Unary::Gelu && self.requires_grad(x) {
+            let mut saved_grad = self.alloc(x.len());
+            fastmath::gelu_forward_saving_grad(&mut out, &mut saved_grad, &self.values[x.id].data);
+            return self.push(x.rows, x.cols, out, &[x], || {
+                Op::Unary(UnaryOp {
+                    kind,
+                    x,
+                    saved_grad,
+                })
+            });
+        }
         let xs = &self.values[x.id].data[..];
         match kind {
             Unary::Neg => map(&mut out, xs, |v| -v),
@@ -252,7 +272,13 @@ impl<M: Mode> Graph<M> {
             Unary::Cos => map(&mut out, xs, libm::cosf),
             Unary::Gelu => fastmath::gelu_forward(&mut out, xs),
         }
-        self.push(x.rows, x.cols, out, &[x], || Op::Unary(UnaryOp { kind, x }))
+        self.push(x.rows, x.cols, out, &[x], || {
+            Op::Unary(UnaryOp {
+                kind,
+                x,
+                saved_grad: Vec::new(),
+            })
+        })
     }
 
     pub fn neg(&mut self, x: Var) -> Var {
