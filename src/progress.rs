@@ -45,7 +45,7 @@ impl Reporter {
                 bar.set_position(iteration as u64);
                 bar.set_message(msg());
             }
-            None if iteration % self.every == 0 || iteration == iterations => {
+            None if iteration.is_multiple_of(self.every) || iteration == iterations => {
                 note!(
                     "iteration {iteration:>6}/{iterations}  {}  ({:.1} s)",
                     msg(),

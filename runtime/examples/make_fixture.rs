@@ -53,7 +53,7 @@ fn parse_args() -> Result<Options, String> {
         out: String::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err("options come in pairs: --name value".into());
     }
     for pair in args.chunks_exact(2) {

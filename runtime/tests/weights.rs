@@ -212,7 +212,7 @@ fn ten_thousand_random_mutations_are_errors() {
         let edits = 1 + (rng.next_u64() % 4) as usize;
         for _ in 0..edits {
             let pos = (rng.next_u64() % b.len() as u64) as usize;
-            if rng.next_u64() % 2 == 0 {
+            if rng.next_u64().is_multiple_of(2) {
                 b[pos] ^= 1 << (rng.next_u64() % 8); // one bit
             } else {
                 b[pos] = rng.next_u64() as u8; // one byte

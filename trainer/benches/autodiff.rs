@@ -2,21 +2,29 @@
 //!
 //! `cargo bench -p diffctl-trainer --bench autodiff` prints a table:
 //! * peak of an FMA loop and of the GEMM kernel alone (512 x 64 x 64);
-//! * one training iteration: a 100-step Euler–Maruyama rollout at batch 512
-//!   through the reference network (C = 64, L = 4, score term on), the path
-//!   cost `sum_k |u_k|^2 h / 2 - log rho(X_K)` and backpropagation through the
-//!   whole trajectory, on 1 and 2 threads, for d = 2 and d = 50.
+//! * `train` itself in the reference setup (gmm, batch 512, K = 100,
+//!   Euler–Maruyama, log-variance loss) on 1 and 2 threads, with its rate
+//!   beside the FMA-loop peak;
+//! * one iteration of a KL-type loss: a 100-step Euler–Maruyama rollout at
+//!   batch 512 through the reference network (C = 64, L = 4, score term
+//!   on), the path cost `sum_k |u_k|^2 h / 2 - log rho(X_K)` and
+//!   backpropagation through the whole trajectory, on 1 and 2 threads, for
+//!   d = 2 and d = 50.
 //!
 //! GFLOP/s count only the GEMM flops of the state path: per sample-step
-//! `2 (d C + (L-2) C^2 + C d)` forward and twice that backward.
+//! `2 (d C + (L-2) C^2 + C d)` forward and twice that backward (and, for
+//! the log-variance loss, the forward a second time).
 
 use std::hint::black_box;
 use std::ops::Range;
 use std::time::Instant;
 
+use diffctl_runtime::prelude::Integrator;
 use diffctl_trainer::autodiff::{Params, Tape, Tensor, Var};
 use diffctl_trainer::network::{BatchedNetwork, NetworkShape, ScoreTerm};
 use diffctl_trainer::parallel::DataParallel;
+use diffctl_trainer::target::Known;
+use diffctl_trainer::train::{train, RunOptions, TrainConfig};
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -33,14 +41,33 @@ fn gaussian_tensor(rng: &mut Xoshiro256PlusPlus, rows: usize, cols: usize) -> Te
     })
 }
 
-/// The FMA-loop peak of one core: 12 independent 256-bit FMA chains (AVX2;
-/// AVX-512 intrinsics need Rust 1.89, above the workspace MSRV, and would
-/// double this on CPUs with two 512-bit FMA ports).
+/// The FMA-loop peak of one core: 12 independent FMA chains, 512-bit when
+/// the CPU has AVX-512 (twice the 256-bit rate on CPUs with two 512-bit FMA
+/// ports), else 256-bit.
 fn fma_peak() -> (f64, &'static str) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
         const N: usize = 50_000_000;
+        if is_x86_feature_detected!("avx512f") {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn run() -> f32 {
+                let mut acc = [_mm512_set1_ps(0.0); 12];
+                let a = _mm512_set1_ps(0.999_999);
+                let b = _mm512_set1_ps(1e-7);
+                for _ in 0..N / 12 {
+                    for x in &mut acc {
+                        *x = _mm512_fmadd_ps(*x, a, b);
+                    }
+                }
+                _mm512_reduce_add_ps(acc[0])
+            }
+            let t = Instant::now();
+            // SAFETY: avx512f detected above.
+            black_box(unsafe { run() });
+            let flops = (N / 12 * 12) as f64 * 16.0 * 2.0;
+            return (flops / t.elapsed().as_secs_f64() / 1e9, "avx-512 fma");
+        }
         if is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx") {
             #[target_feature(enable = "avx,fma")]
             unsafe fn run() -> f32 {
@@ -171,6 +198,30 @@ fn iteration_time(d: u32, threads: usize) -> (f64, usize) {
     (best, g.value_bytes())
 }
 
+/// Seconds per iteration of `train` itself (the log-variance loss's two
+/// passes, Adam, EMA) on gmm in the reference setup: the difference of a
+/// 20- and a 40-iteration run over 20, so start-up and the final
+/// evaluation cancel.
+fn train_iteration_time(threads: usize) -> f64 {
+    let target = Known::preset("gmm").expect("gmm");
+    let run = |iterations: usize| {
+        let cfg = TrainConfig {
+            integrator: Integrator::EulerMaruyama,
+            explore: Some(1.0),
+            iterations,
+            threads,
+            eval_every: 0,
+            eval_samples: 64,
+            ..TrainConfig::default()
+        };
+        let t = Instant::now();
+        black_box(train(&cfg, &target, &RunOptions::default(), &mut |_| {}).expect("train"));
+        t.elapsed().as_secs_f64()
+    };
+    let best = |n| (0..2).map(|_| run(n)).fold(f64::INFINITY, f64::min);
+    (best(40) - best(20)) / 20.0
+}
+
 fn main() {
     let (fma, kind) = fma_peak();
     println!("FMA-loop peak, 1 core ({kind}): {fma:.1} GFLOP/s");
@@ -187,7 +238,26 @@ fn main() {
         );
     }
     println!();
-    println!("Training iteration: {STEPS}-step rollout, batch {BATCH}, reference network (C = 64, L = 4), forward + backward through the trajectory");
+    println!("diffctl train, the reference setup (gmm, batch {BATCH}, K = {STEPS}, Euler–Maruyama, log-variance loss: a forward pass without a tape, then each step recomputed and backpropagated)");
+    println!("| threads | ms / iteration | network GEMM GFLOP/s | share of the FMA-loop peak ({kind}, x threads) |");
+    println!("|---|---|---|---|");
+    {
+        let (d, c) = (2.0, 64.0);
+        let flop_fwd = 2.0 * (d * c + 2.0 * c * c + c * d);
+        // forward twice (the two passes) and the backward (twice a forward)
+        let flop = 4.0 * flop_fwd * (BATCH * STEPS) as f64;
+        for threads in [1, 2] {
+            let secs = train_iteration_time(threads);
+            let rate = flop / secs / 1e9;
+            println!(
+                "| {threads} | {:.1} | {rate:.1} | {:.1} % |",
+                secs * 1e3,
+                100.0 * rate / (fma * threads as f64)
+            );
+        }
+    }
+    println!();
+    println!("Training iteration with the KL-type loss: {STEPS}-step rollout, batch {BATCH}, reference network (C = 64, L = 4), forward + backward through the trajectory");
     println!(
         "| d | threads | ms / iteration | sample-steps / s | GEMM GFLOP/s | tape MiB / shard |"
     );

@@ -99,7 +99,7 @@ pub fn sliced_w2_sq(a: &[f32], b: &[f32], d: usize, l: usize, seed: u64) -> f64 
         return f64::NAN;
     }
     assert!(
-        a.len() % d == 0 && b.len() % d == 0,
+        a.len().is_multiple_of(d) && b.len().is_multiple_of(d),
         "sample sets must have rows of d = {d}"
     );
     let thetas = directions(d, l, seed);

@@ -650,7 +650,7 @@ impl Objective for Fitting<'_> {
         let cfg = self.cfg;
         let k = opt.iteration;
         let mut validation_loss = None;
-        if k % cfg.validate_every == 0 || k == cfg.iterations {
+        if k.is_multiple_of(cfg.validate_every) || k == cfg.iterations {
             let flat = opt.ema_flat();
             let v = self
                 .validation

@@ -514,7 +514,7 @@ impl Objective for Training<'_> {
     fn after(&mut self, opt: &Optimiser, update: &Update) -> Result<bool, TrainError> {
         let cfg = self.cfg;
         let done = opt.iteration;
-        if cfg.eval_every > 0 && done % cfg.eval_every == 0 && done < cfg.iterations {
+        if cfg.eval_every > 0 && done.is_multiple_of(cfg.eval_every) && done < cfg.iterations {
             let opts = SampleOptions {
                 n: cfg.eval_samples.min(4096),
                 seed: streams::evaluation(cfg.seed, done - 1),

@@ -122,7 +122,7 @@ impl GroundTruth for ManyWell {
     }
 
     fn marginal_density(&self, j: usize, x: f64) -> Option<f64> {
-        Some(if j % 2 == 0 {
+        Some(if j.is_multiple_of(2) {
             WELL.density(x) / WELL.z()
         } else {
             normal_density(x, 0.0, 1.0)
@@ -131,7 +131,7 @@ impl GroundTruth for ManyWell {
 
     /// `x1`: the wells' bottoms are near -1.70 and 1.73.
     fn marginal_range(&self, j: usize) -> Option<(f64, f64)> {
-        Some(if j % 2 == 0 { (-2.6, 2.6) } else { (-3.0, 3.0) })
+        Some(if j.is_multiple_of(2) { (-2.6, 2.6) } else { (-3.0, 3.0) })
     }
 }
 

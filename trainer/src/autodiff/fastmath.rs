@@ -124,17 +124,25 @@ fn gelu_forward_generic(out: &mut [f32], x: &[f32]) {
     }
 }
 
-/// Compiles `$generic` also for AVX2 and picks it at run time when the CPU
-/// has it. (AVX-512 would need Rust 1.89 for `target_feature(enable =
-/// "avx512f")`; the workspace MSRV is 1.85.)
+/// Compiles `$generic` also for AVX-512 and AVX2 and picks the widest the
+/// CPU has at run time. The kernels use plain multiplies and adds (no
+/// contraction into FMA), so every build gives the same bits.
 macro_rules! dispatch {
     ($name:ident, $generic:ident, ($($arg:ident: $ty:ty),*)) => {
         pub fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
                 #[target_feature(enable = "avx2")]
                 unsafe fn avx2($($arg: $ty),*) {
                     $generic($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F.
+                    return unsafe { avx512($($arg),*) };
                 }
                 if std::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU supports AVX2.

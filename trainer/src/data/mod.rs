@@ -29,7 +29,7 @@ impl Dataset {
         if xs.is_empty() {
             return Err("no samples".into());
         }
-        if xs.len() % d != 0 {
+        if !xs.len().is_multiple_of(d) {
             return Err(format!("{} values do not form rows of d = {d}", xs.len()));
         }
         if let Some(k) = xs.iter().position(|v| !v.is_finite()) {
@@ -45,7 +45,7 @@ impl Dataset {
 
     /// Re-checks what [`Dataset::new`] checks (the fields are public).
     pub fn validate(&self) -> Result<(), String> {
-        if self.d == 0 || self.xs.is_empty() || self.xs.len() % self.d != 0 {
+        if self.d == 0 || self.xs.is_empty() || !self.xs.len().is_multiple_of(self.d) {
             return Err(format!(
                 "{} values do not form rows of d = {}",
                 self.xs.len(),
