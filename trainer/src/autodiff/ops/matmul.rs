@@ -1,9 +1,11 @@
 //! Matrix products: `op(A) op(B)` with either operand transposed, and the
 //! fused dense layer `y = x W^T + b` (Linear weight stored `[out, in]`).
 //!
-//! All products go through `matrixmultiply::sgemm`, which takes arbitrary
-//! row/column strides: a transpose is a swap of strides, never a copy, and a
-//! gradient can be written straight into a transposed accumulator.
+//! Products go through [`gemm`]: the network's shapes to the
+//! [`direct`](super::direct) kernel, the rest to `matrixmultiply::sgemm`,
+//! which takes arbitrary row/column strides: a transpose is a swap of
+//! strides, never a copy, and a gradient can be written straight into a
+//! transposed accumulator.
 //! Backward of `C = op(A) op(B)`:
 //!     d op(A) = dC op(B)^T,    d op(B) = op(A)^T dC.
 
@@ -13,11 +15,11 @@ use crate::autodiff::tensor::Tensor;
 /// A strided read-only matrix: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
 pub(crate) struct View<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
+    pub(super) data: &'a [f32],
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) rs: usize,
+    pub(super) cs: usize,
 }
 
 impl<'a> View<'a> {
@@ -51,11 +53,11 @@ impl<'a> View<'a> {
 
 /// A strided writable matrix (same layout rules as [`View`]).
 pub(crate) struct ViewMut<'a> {
-    data: &'a mut [f32],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
+    pub(super) data: &'a mut [f32],
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) rs: usize,
+    pub(super) cs: usize,
 }
 
 impl<'a> ViewMut<'a> {
@@ -85,8 +87,9 @@ fn max_index(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
 }
 
 /// `C = alpha A B + beta C` (single-threaded). With `beta == 0` the old
-/// contents of `C` are ignored.
-pub(crate) fn gemm(alpha: f32, a: View, b: View, beta: f32, c: ViewMut) {
+/// contents of `C` are ignored. The network's shapes go to the
+/// [`direct`](super::direct) kernel (same bits), the rest to `matrixmultiply`.
+pub(crate) fn gemm(alpha: f32, a: View, b: View, beta: f32, mut c: ViewMut) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "gemm: inner dimensions differ");
     assert_eq!((c.rows, c.cols), (m, n), "gemm: output shape");
@@ -100,6 +103,9 @@ pub(crate) fn gemm(alpha: f32, a: View, b: View, beta: f32, c: ViewMut) {
                 *x = if beta == 0.0 { 0.0 } else { beta * *x };
             }
         }
+        return;
+    }
+    if alpha == 1.0 && super::direct::gemm(a, b, beta, &mut c) {
         return;
     }
     // The strides stay inside the slices (checked here once), so every access
