@@ -135,6 +135,11 @@ pub struct Graph<M: Mode = Grad> {
     pub(crate) pool: Pool,
     /// Per-node gradient slots, kept between backward passes for their capacity.
     grad_slots: Vec<Option<Vec<f32>>>,
+    /// Row-major transposes of the values used as a dense layer's weight,
+    /// by value id: a weight bound once serves every step of a rollout,
+    /// transposed once ([`Graph::linear`]). Values never change, so an
+    /// entry is valid until its value is truncated away.
+    pub(crate) transposes: Vec<(usize, Vec<f32>)>,
     _mode: PhantomData<M>,
 }
 
@@ -151,6 +156,7 @@ impl<M: Mode> Graph<M> {
             nodes: Vec::new(),
             pool: Pool::default(),
             grad_slots: Vec::new(),
+            transposes: Vec::new(),
             _mode: PhantomData,
         }
     }
@@ -166,6 +172,12 @@ impl<M: Mode> Graph<M> {
     /// binding the parameters, one graph serves step after step of a
     /// rollout with the parameters bound once.
     pub fn truncate(&mut self, len: usize) {
+        let (keep, drop): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.transposes).into_iter().partition(|(id, _)| *id < len);
+        self.transposes = keep;
+        for (_, t) in drop {
+            self.pool.give(t);
+        }
         for t in self.values.drain(len.min(self.values.len())..) {
             self.pool.give(t.data);
         }
@@ -185,6 +197,7 @@ impl<M: Mode> Graph<M> {
         self.values = Vec::new();
         self.nodes = Vec::new();
         self.grad_slots = Vec::new();
+        self.transposes = Vec::new();
     }
 
     /// Number of values on the graph.

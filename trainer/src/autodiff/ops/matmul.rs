@@ -253,10 +253,26 @@ impl<M: Mode> Graph<M> {
             }
             None => 0.0,
         };
+        // `W^T` row-major, made once per bound weight: the kernel then reads
+        // it in place (same values, same bits as the transposed view).
+        let slot = match self.transposes.iter().position(|(id, _)| *id == w.id) {
+            Some(i) => i,
+            None => {
+                let src = &self.values[w.id];
+                let mut t = self.pool.take(src.len());
+                for (i, row) in src.data.chunks_exact(src.cols).enumerate() {
+                    for (j, &v) in row.iter().enumerate() {
+                        t[j * fan_out + i] = v;
+                    }
+                }
+                self.transposes.push((w.id, t));
+                self.transposes.len() - 1
+            }
+        };
         gemm(
             1.0,
             View::of(&self.values[x.id], false),
-            View::of(&self.values[w.id], true),
+            View::of_slice(&self.transposes[slot].1, x.cols, fan_out, false),
             beta,
             ViewMut::of_slice(&mut out, n, fan_out, false),
         );
