@@ -22,15 +22,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
 
 mod common;
 
-use common::{load_runs, save_runs, Spread};
-use diffctl_runtime::prelude::*;
+use common::{fnv, load_runs, opt, save_runs, train_and_evaluate, Spread};
 use diffctl_runtime::target::manywell::POSITIVE_SHARE;
-use diffctl_trainer::eval::{file_target, report, sample_file, CostForm, SampleOptions, Samples};
+use diffctl_trainer::eval::{CostForm, Samples};
 
 /// Paths of every evaluation.
 const EVAL_PATHS: usize = 100_000;
@@ -75,19 +72,6 @@ const ROWS: [Row; 5] = [
 const RUNS_HEADER: &str = "row,seed,config_hash,train_seconds,log_z_is_err,log_z_is_se,\
 log_z_lb_err,ess,pareto_k,sq_raw,sq_weighted,sq_true,worst_mode_ratio,well_dev_raw,well_dev_weighted";
 
-/// FNV-1a of a config's text: a run is valid for the text it was made with.
-fn fnv(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
-fn opt(v: Option<f64>) -> String {
-    v.map_or(String::new(), |x| format!("{x:.5}"))
-}
-
 /// Largest deviation from the truth, over manywell32's 16 wells, of the
 /// share of samples with `x_{2i} > 0`: raw and self-normalised
 /// importance-weighted (weights `exp(-R_disc)`).
@@ -117,28 +101,7 @@ fn well_deviations(samples: &Samples) -> (f64, f64) {
 /// Trains one run with the `diffctl` command and evaluates it: one line of the runs file.
 fn run(row: &Row, seed: u64, config: &Path, key: &str, out_dir: &Path) -> String {
     let weights: PathBuf = out_dir.join(format!("{}_s{seed}.dcw", row.name));
-    let started = Instant::now();
-    let status = Command::new(env!("CARGO_BIN_EXE_diffctl"))
-        .arg("train")
-        .arg("--config")
-        .arg(config)
-        .args(["--seed", &seed.to_string(), "-o"])
-        .arg(&weights)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run diffctl");
-    assert!(status.success(), "{key}: diffctl train failed");
-    let train_seconds = started.elapsed().as_secs_f64();
-    let bytes = std::fs::read(&weights).expect("read weights");
-    let model = Model::parse(&bytes).expect("parse weights");
-    let target = file_target(&model).expect("a built-in target");
-    let opts = SampleOptions {
-        n: EVAL_PATHS,
-        seed,
-        ..SampleOptions::default()
-    };
-    let samples = sample_file(&bytes, Some(&target), &opts).expect("sample");
-    let r = report(&samples, Some(&target), CostForm::Discrete);
+    let (train_seconds, samples, r) = train_and_evaluate(config, seed, &[], &weights, EVAL_PATHS);
     let wells = (row.name == "manywell32").then(|| well_deviations(&samples));
     let e = &r.estimates;
     format!(

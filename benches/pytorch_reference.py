@@ -3,7 +3,11 @@ side with `diffctl train` in one run (issue 16). Not part of CI.
 
     python3 -m venv /tmp/venv-torch && /tmp/venv-torch/bin/pip install torch numpy
     cargo build --release
-    /tmp/venv-torch/bin/python benches/pytorch_reference.py [iterations] [threads]
+    /tmp/venv-torch/bin/python benches/pytorch_reference.py [iterations] [threads] [batch K C]
+
+`batch K C` (default 512 100 64, the reference setup) change both sides'
+batch, step count and channels alike, e.g. `256 50 32` for the settings of
+`benches/gmm-5s.toml` (time-to-accuracy: benches/README.md).
 
 The setup (both sides): DIS on `gmm` (9 equal modes at {-5, 0, 5}^2,
 variance 0.3), the VP SDE with the linear schedule (beta 0.1 to 10, T = 1),
@@ -147,7 +151,8 @@ def time_diffctl(iterations, threads):
 
     def run(n):
         args = [str(binary), "train", "--target", "gmm", "--integrator", "em", "--batch",
-                str(BATCH), "--steps", str(K), "--threads", str(threads), "--iterations",
+                str(BATCH), "--steps", str(K), "--channels", str(C), "--threads", str(threads),
+                "--iterations",
                 str(n), "--eval-every", "0", "--eval-samples", "64", "--explore", "1",
                 "--out", "/tmp/pytorch_reference_diffctl.dcw"]
         start = time.perf_counter()
@@ -168,7 +173,7 @@ def cpu():
 def main(iterations=20, threads=2):
     torch_s = time_pytorch(iterations, threads)
     ours = time_diffctl(iterations, threads)
-    print(f"CPU: {cpu()}; torch {torch.__version__}; {threads} threads; "
+    print(f"batch {BATCH}, K = {K}, C = {C}; CPU: {cpu()}; torch {torch.__version__}; {threads} threads; "
           f"load average {os.getloadavg()[0]:.1f}")
     print("| implementation | ms per iteration | speed-up |")
     print("|---|---|---|")
@@ -177,4 +182,7 @@ def main(iterations=20, threads=2):
 
 
 if __name__ == "__main__":
-    main(*[int(a) for a in sys.argv[1:]])
+    args = [int(a) for a in sys.argv[1:]]
+    if len(args) > 2:
+        BATCH, K, C = args[2:5]
+    main(*args[:2])

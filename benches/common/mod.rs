@@ -1,4 +1,16 @@
-//! Shared by the benchmark harnesses: a column's summary over seeds.
+//! Shared by the benchmark harnesses: a column's summary over seeds, the
+//! runs file, and one run of the user's `diffctl train` command evaluated
+//! through the runtime. (Each harness uses part of it.)
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use diffctl_runtime::prelude::*;
+use diffctl_trainer::eval::{
+    file_target, report, sample_file, CostForm, EvalReport, SampleOptions, Samples,
+};
 
 /// Median, smallest and largest of a column's values.
 #[derive(Clone, Copy, Debug)]
@@ -69,4 +81,61 @@ pub fn save_runs(path: &std::path::Path, header: &str, runs: &[String]) {
     let tmp = path.with_extension("csv.tmp");
     std::fs::write(&tmp, text).expect("write runs");
     std::fs::rename(&tmp, path).expect("replace runs file");
+}
+
+/// FNV-1a of a config's text: a run is valid for the text it was made with.
+pub fn fnv(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// A CSV cell: the value with 5 decimals, or empty.
+pub fn opt(v: Option<f64>) -> String {
+    v.map_or(String::new(), |x| format!("{x:.5}"))
+}
+
+/// Runs the user's command `diffctl train --config CONFIG --seed SEED
+/// [extra] -o WEIGHTS` and times it (start-up and the final evaluation
+/// included), then samples the file through the runtime (`eval::sample_file`,
+/// the code behind `diffctl eval`) on `paths` paths with sample seed `seed`,
+/// and reports with the discrete path cost `R_disc`.
+pub fn train_and_evaluate(
+    config: &Path,
+    seed: u64,
+    extra: &[String],
+    weights: &Path,
+    paths: usize,
+) -> (f64, Samples, EvalReport) {
+    let started = Instant::now();
+    let status = Command::new(env!("CARGO_BIN_EXE_diffctl"))
+        .arg("train")
+        .arg("--config")
+        .arg(config)
+        .args(["--seed", &seed.to_string()])
+        .args(extra)
+        .arg("-o")
+        .arg(weights)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run diffctl");
+    assert!(
+        status.success(),
+        "diffctl train --config {} failed",
+        config.display()
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = std::fs::read(weights).expect("read weights");
+    let model = Model::parse(&bytes).expect("parse weights");
+    let target = file_target(&model).expect("a built-in target");
+    let opts = SampleOptions {
+        n: paths,
+        seed,
+        ..SampleOptions::default()
+    };
+    let samples = sample_file(&bytes, Some(&target), &opts).expect("sample");
+    let r = report(&samples, Some(&target), CostForm::Discrete);
+    (seconds, samples, r)
 }
