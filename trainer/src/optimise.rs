@@ -200,7 +200,8 @@ pub fn optimise(
         })?;
         opt.seconds = seconds_before + started.elapsed().as_secs_f64();
         let early = obj.after(opt, &update)?;
-        if settings.checkpoint_every > 0 && opt.iteration.is_multiple_of(settings.checkpoint_every) {
+        if settings.checkpoint_every > 0 && opt.iteration.is_multiple_of(settings.checkpoint_every)
+        {
             save(run, obj, opt)?;
             last_checkpoint = run.checkpoint.clone();
         }

@@ -131,7 +131,11 @@ impl GroundTruth for ManyWell {
 
     /// `x1`: the wells' bottoms are near -1.70 and 1.73.
     fn marginal_range(&self, j: usize) -> Option<(f64, f64)> {
-        Some(if j.is_multiple_of(2) { (-2.6, 2.6) } else { (-3.0, 3.0) })
+        Some(if j.is_multiple_of(2) {
+            (-2.6, 2.6)
+        } else {
+            (-3.0, 3.0)
+        })
     }
 }
 

@@ -172,8 +172,9 @@ impl<M: Mode> Graph<M> {
     /// binding the parameters, one graph serves step after step of a
     /// rollout with the parameters bound once.
     pub fn truncate(&mut self, len: usize) {
-        let (keep, drop): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.transposes).into_iter().partition(|(id, _)| *id < len);
+        let (keep, drop): (Vec<_>, Vec<_>) = std::mem::take(&mut self.transposes)
+            .into_iter()
+            .partition(|(id, _)| *id < len);
         self.transposes = keep;
         for (_, t) in drop {
             self.pool.give(t);
