@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::{fnv, load_runs, opt, save_runs, train_and_evaluate, Spread};
+use common::{fnv, load_runs, opt, parse_args, save_runs, train_and_evaluate, Spread};
 use diffctl_runtime::target::manywell::POSITIVE_SHARE;
 use diffctl_trainer::eval::{CostForm, Samples};
 
@@ -121,20 +121,7 @@ fn run(row: &Row, seed: u64, config: &Path, key: &str, out_dir: &Path) -> String
 }
 
 fn main() {
-    let mut seeds = 5u64;
-    let mut chosen: Vec<String> = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--seeds" => seeds = args.next().and_then(|v| v.parse().ok()).expect("--seeds N"),
-            "--bench" => {}
-            r if ROWS.iter().any(|row| row.name == r) => chosen.push(r.to_string()),
-            other => panic!(
-                "unknown argument {other}; rows are {:?}",
-                ROWS.iter().map(|r| r.name).collect::<Vec<_>>()
-            ),
-        }
-    }
+    let (seeds, chosen) = parse_args(&ROWS.iter().map(|r| r.name).collect::<Vec<_>>());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("benches/results");
     let out_dir = root.join("target/hard");

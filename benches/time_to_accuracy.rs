@@ -25,7 +25,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{fnv, load_runs, opt, save_runs, train_and_evaluate, Spread};
+use common::{fnv, load_runs, opt, parse_args, save_runs, train_and_evaluate, Spread};
 
 const EVAL_PATHS: usize = 100_000;
 
@@ -45,17 +45,7 @@ fn config_iterations(text: &str) -> usize {
 }
 
 fn main() {
-    let mut seeds = 5u64;
-    let mut chosen: Vec<String> = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--seeds" => seeds = args.next().and_then(|v| v.parse().ok()).expect("--seeds N"),
-            "--bench" => {}
-            r if ROWS.iter().any(|(name, _)| *name == r) => chosen.push(r.to_string()),
-            other => panic!("unknown argument {other}; rows are gmm-5s, dw20-60s"),
-        }
-    }
+    let (seeds, chosen) = parse_args(&ROWS.iter().map(|r| r.0).collect::<Vec<_>>());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("benches/results");
     let out_dir = root.join("target/time_to_accuracy");

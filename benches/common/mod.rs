@@ -139,3 +139,20 @@ pub fn train_and_evaluate(
     let r = report(&samples, Some(&target), CostForm::Discrete);
     (seconds, samples, r)
 }
+
+/// The harness's arguments: `[--seeds N] [ROW ...]` (cargo's `--bench`
+/// ignored); seeds default to 5, rows to all of `rows`.
+pub fn parse_args(rows: &[&str]) -> (u64, Vec<String>) {
+    let mut seeds = 5u64;
+    let mut chosen: Vec<String> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--seeds" => seeds = args.next().and_then(|v| v.parse().ok()).expect("--seeds N"),
+            "--bench" => {}
+            r if rows.contains(&r) => chosen.push(r.to_string()),
+            other => panic!("unknown argument {other}; rows are {rows:?}"),
+        }
+    }
+    (seeds, chosen)
+}

@@ -143,6 +143,51 @@ struct Ptrs {
     crs: usize,
 }
 
+/// One `R x (width NV)` tile of `C` at `(i0, j0)`: the accumulators stay in
+/// registers while `kk` runs over `k0..k1` (one fused chain per element,
+/// as `matrixmultiply`), then are stored, or added to `C` when `add`. One
+/// body for both instruction sets, given their vector type and operations.
+#[cfg(target_arch = "x86_64")]
+macro_rules! tile {
+    ($vec:ty, $width:expr, $zero:ident, $load:ident, $splat:ident, $fma:ident, $add:ident, $store:ident) => {
+        #[inline(always)]
+        unsafe fn tile<const R: usize, const NV: usize>(
+            p: &Ptrs,
+            i0: usize,
+            j0: usize,
+            k0: usize,
+            k1: usize,
+            add: bool,
+        ) {
+            let mut acc: [[$vec; NV]; R] = [[$zero(); NV]; R];
+            for kk in k0..k1 {
+                let brow = p.b.add(kk * p.brs + j0);
+                let mut bv: [$vec; NV] = [$zero(); NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = $load(brow.add($width * v));
+                }
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let av = $splat(*p.a.add((i0 + r) * p.ars + kk * p.acs));
+                    for (x, b) in acc_r.iter_mut().zip(&bv) {
+                        *x = $fma(av, *b, *x);
+                    }
+                }
+            }
+            for (r, acc_r) in acc.iter().enumerate() {
+                let crow = p.c.add((i0 + r) * p.crs + j0);
+                for (v, x) in acc_r.iter().enumerate() {
+                    let out = if add {
+                        $add(*x, $load(crow.add($width * v)))
+                    } else {
+                        *x
+                    };
+                    $store(crow.add($width * v), out);
+                }
+            }
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::Ptrs;
@@ -177,42 +222,16 @@ mod avx512 {
         }
     }
 
-    /// One `R x 16 NV` tile of `C` at `(i0, j0)`.
-    #[inline(always)]
-    unsafe fn tile<const R: usize, const NV: usize>(
-        p: &Ptrs,
-        i0: usize,
-        j0: usize,
-        k0: usize,
-        k1: usize,
-        add: bool,
-    ) {
-        let mut acc = [[_mm512_setzero_ps(); NV]; R];
-        for kk in k0..k1 {
-            let brow = p.b.add(kk * p.brs + j0);
-            let mut bv = [_mm512_setzero_ps(); NV];
-            for (v, x) in bv.iter_mut().enumerate() {
-                *x = _mm512_loadu_ps(brow.add(16 * v));
-            }
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*p.a.add((i0 + r) * p.ars + kk * p.acs));
-                for (x, b) in acc_r.iter_mut().zip(&bv) {
-                    *x = _mm512_fmadd_ps(av, *b, *x);
-                }
-            }
-        }
-        for (r, acc_r) in acc.iter().enumerate() {
-            let crow = p.c.add((i0 + r) * p.crs + j0);
-            for (v, x) in acc_r.iter().enumerate() {
-                let out = if add {
-                    _mm512_add_ps(*x, _mm512_loadu_ps(crow.add(16 * v)))
-                } else {
-                    *x
-                };
-                _mm512_storeu_ps(crow.add(16 * v), out);
-            }
-        }
-    }
+    tile!(
+        __m512,
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_add_ps,
+        _mm512_storeu_ps
+    );
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -228,48 +247,26 @@ mod avx2 {
             let mut i0 = 0;
             while i0 < m {
                 if m - i0 >= 6 {
-                    tile::<6>(p, i0, j0, k0, k1, add);
+                    tile::<6, 2>(p, i0, j0, k0, k1, add);
                     i0 += 6;
                 } else {
-                    tile::<1>(p, i0, j0, k0, k1, add);
+                    tile::<1, 2>(p, i0, j0, k0, k1, add);
                     i0 += 1;
                 }
             }
         }
     }
 
-    #[inline(always)]
-    unsafe fn tile<const R: usize>(
-        p: &Ptrs,
-        i0: usize,
-        j0: usize,
-        k0: usize,
-        k1: usize,
-        add: bool,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for kk in k0..k1 {
-            let brow = p.b.add(kk * p.brs + j0);
-            let bv = [_mm256_loadu_ps(brow), _mm256_loadu_ps(brow.add(8))];
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_ps(*p.a.add((i0 + r) * p.ars + kk * p.acs));
-                for (x, b) in acc_r.iter_mut().zip(&bv) {
-                    *x = _mm256_fmadd_ps(av, *b, *x);
-                }
-            }
-        }
-        for (r, acc_r) in acc.iter().enumerate() {
-            let crow = p.c.add((i0 + r) * p.crs + j0);
-            for (v, x) in acc_r.iter().enumerate() {
-                let out = if add {
-                    _mm256_add_ps(*x, _mm256_loadu_ps(crow.add(8 * v)))
-                } else {
-                    *x
-                };
-                _mm256_storeu_ps(crow.add(8 * v), out);
-            }
-        }
-    }
+    tile!(
+        __m256,
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_add_ps,
+        _mm256_storeu_ps
+    );
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
