@@ -11,11 +11,11 @@
 //!
 //! Bits: on a CPU with FMA, `matrixmultiply` computes every element as one
 //! fused multiply-add chain over `k` in order, starting from zero,
-//! restarting every [`KC`] terms, and adds each chain's sum to `C` (`alpha`
+//! restarting every `KC` terms, and adds each chain's sum to `C` (`alpha`
 //! and `beta` being 1 here). This kernel performs exactly those operations,
 //! so its results are the same bits and swapping it in changes no trained
 //! model (the fixtures regenerate byte-identical). Without FMA, or for a
-//! shape it does not cover, [`gemm`] declines and the caller uses
+//! shape it does not cover, `gemm` declines and the caller uses
 //! `matrixmultiply`.
 
 use super::matmul::{View, ViewMut};

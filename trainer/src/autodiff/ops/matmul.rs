@@ -1,8 +1,8 @@
 //! Matrix products: `op(A) op(B)` with either operand transposed, and the
 //! fused dense layer `y = x W^T + b` (Linear weight stored `[out, in]`).
 //!
-//! Products go through [`gemm`]: the network's shapes to the
-//! [`direct`](super::direct) kernel, the rest to `matrixmultiply::sgemm`,
+//! Products go through `gemm`: the network's shapes to the direct kernel
+//! (`ops/direct.rs`), the rest to `matrixmultiply::sgemm`,
 //! which takes arbitrary row/column strides: a transpose is a swap of
 //! strides, never a copy, and a gradient can be written straight into a
 //! transposed accumulator.

@@ -1,6 +1,6 @@
 //! One file per op family: forward, backward rule and gradient tests together.
 
-pub mod direct;
+pub(crate) mod direct;
 pub mod elementwise;
 pub mod matmul;
 pub mod reduce;
