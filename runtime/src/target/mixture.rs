@@ -10,9 +10,9 @@ use super::{normal_density, GroundTruth, Target, HALF_LOG_TAU};
 use crate::normal::{normal_pair, uniform_f64, PathRng};
 
 /// Most logarithms (`K` weights and `K d` standard deviations) a batched
-/// evaluation caches on the stack (1 KiB); a larger mixture takes them per
-/// point, with the same results.
-const LOG_CACHE: usize = 256;
+/// evaluation caches on the stack (512 bytes: gmm needs 27, gmm25 75); a
+/// larger mixture takes them per point, with the same results.
+const LOG_CACHE: usize = 128;
 
 /// The logarithms in a component's log-density: `log w_i - log sum w` and
 /// `log s_ij`, computed per point or cached for a batch.
@@ -76,18 +76,25 @@ impl<'a> GaussianMixture<'a> {
         }
     }
 
-    /// Runs `f` with the mixture's logarithms cached in `cache` when they
-    /// fit, computed per call otherwise: the same values either way.
-    fn with_logs<R>(&self, cache: &mut [f32; LOG_CACHE], f: impl FnOnce(&Logs) -> R) -> R {
-        let direct = self.direct_logs();
-        let k = self.components();
-        if k + self.stds.len() > LOG_CACHE {
-            return f(&direct);
+    /// Runs `f` over `rows` points with the mixture's logarithms cached on
+    /// the stack when that saves work (more than one point) and they fit,
+    /// computed per call otherwise: the same values either way. A single
+    /// point (a device sampling at batch 1) never pays the cache's stack.
+    fn with_logs<R>(&self, rows: usize, f: impl FnOnce(&Logs) -> R) -> R {
+        if rows <= 1 || self.components() + self.stds.len() > LOG_CACHE {
+            f(&self.direct_logs())
+        } else {
+            self.with_cached_logs(f)
         }
-        let Logs::Direct { log_total_weight } = direct else {
+    }
+
+    #[inline(never)]
+    fn with_cached_logs<R>(&self, f: impl FnOnce(&Logs) -> R) -> R {
+        let Logs::Direct { log_total_weight } = self.direct_logs() else {
             unreachable!()
         };
-        let (weight, std) = cache.split_at_mut(k);
+        let mut cache = [0.0f32; LOG_CACHE];
+        let (weight, std) = cache.split_at_mut(self.components());
         for (l, &w) in weight.iter_mut().zip(self.weights) {
             *l = libm::logf(w) - log_total_weight;
         }
@@ -196,7 +203,7 @@ impl Target for GaussianMixture<'_> {
     }
     fn log_density_batch(&self, xs: &[f32], out: &mut [f32]) {
         let d = self.dim();
-        self.with_logs(&mut [0.0; LOG_CACHE], |logs| {
+        self.with_logs(xs.len() / d, |logs| {
             for (x, o) in xs.chunks_exact(d).zip(out.iter_mut()) {
                 *o = self.log_density_with(x, logs);
             }
@@ -204,7 +211,7 @@ impl Target for GaussianMixture<'_> {
     }
     fn score_batch(&self, xs: &[f32], out: &mut [f32]) {
         let d = self.dim();
-        self.with_logs(&mut [0.0; LOG_CACHE], |logs| {
+        self.with_logs(xs.len() / d, |logs| {
             for (x, o) in xs.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
                 self.score_with(x, o, logs);
             }
