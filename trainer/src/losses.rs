@@ -880,6 +880,31 @@ mod tests {
         }
     }
 
+    /// The network on a recording tape (GELU keeping its derivative) gives
+    /// the bits of the tape-free evaluation: the backward pass recomputes
+    /// the forward pass's controls exactly, so its gradient is taken at the
+    /// `w` that drove the paths. (The KL rollout runs the network on either.)
+    #[test]
+    fn tape_and_eval_give_the_same_bits() {
+        let (r, params) = rollout(
+            Loss::Kl,
+            CostForm::Discrete,
+            Integrator::Exponential,
+            SamplerKind::Dis,
+            Sde::default(),
+            true,
+        );
+        let mut tape = Tape::new();
+        let taped = r.kl(&mut tape, &params, 3, 0..16);
+        let mut eval = Eval::new();
+        let evald = r.kl(&mut eval, &params, 3, 0..16);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&tape.value(taped.r).data),
+            bits(&eval.value(evald.r).data)
+        );
+    }
+
     /// The step-by-step backward pass gives the bits of one tape over all
     /// steps (the parameters' gradients accumulate straight into the store,
     /// last step first, in both), with the score term and the DDS offset on.

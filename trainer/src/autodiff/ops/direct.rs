@@ -12,7 +12,8 @@
 //! Bits: on a CPU with FMA, `matrixmultiply` computes every element as one
 //! fused multiply-add chain over `k` in order, starting from zero,
 //! restarting every `KC` terms, and adds each chain's sum to `C` (`alpha`
-//! and `beta` being 1 here). This kernel performs exactly those operations,
+//! and `beta` being 1 here; a fresh `C` is the chain, plus zero in the AVX2
+//! kernel). This kernel performs exactly those operations,
 //! so its results are the same bits and swapping it in changes no trained
 //! model (the fixtures regenerate byte-identical). Without FMA, or for a
 //! shape it does not cover, `gemm` declines and the caller uses
@@ -147,9 +148,13 @@ struct Ptrs {
 /// registers while `kk` runs over `k0..k1` (one fused chain per element,
 /// as `matrixmultiply`), then are stored, or added to `C` when `add`. One
 /// body for both instruction sets, given their vector type and operations.
+/// `plus_zero`: a fresh store is `chain + 0` rather than `chain`, as
+/// `matrixmultiply`'s AVX2 kernel computes it (`fma(1, chain, +0)`), which
+/// differs only for a chain that underflowed to `-0` (its AVX-512 kernel
+/// stores `1 * chain`).
 #[cfg(target_arch = "x86_64")]
 macro_rules! tile {
-    ($vec:ty, $width:expr, $zero:ident, $load:ident, $splat:ident, $fma:ident, $add:ident, $store:ident) => {
+    ($vec:ty, $width:expr, $zero:ident, $load:ident, $splat:ident, $fma:ident, $add:ident, $store:ident, $plus_zero:expr) => {
         #[inline(always)]
         unsafe fn tile<const R: usize, const NV: usize>(
             p: &Ptrs,
@@ -178,6 +183,8 @@ macro_rules! tile {
                 for (v, x) in acc_r.iter().enumerate() {
                     let out = if add {
                         $add(*x, $load(crow.add($width * v)))
+                    } else if $plus_zero {
+                        $add(*x, $zero())
                     } else {
                         *x
                     };
@@ -230,7 +237,8 @@ mod avx512 {
         _mm512_set1_ps,
         _mm512_fmadd_ps,
         _mm512_add_ps,
-        _mm512_storeu_ps
+        _mm512_storeu_ps,
+        false
     );
 }
 
@@ -265,7 +273,8 @@ mod avx2 {
         _mm256_set1_ps,
         _mm256_fmadd_ps,
         _mm256_add_ps,
-        _mm256_storeu_ps
+        _mm256_storeu_ps,
+        true
     );
 }
 

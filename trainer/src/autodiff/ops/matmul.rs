@@ -2,10 +2,11 @@
 //! fused dense layer `y = x W^T + b` (Linear weight stored `[out, in]`).
 //!
 //! Products go through `gemm`: the network's shapes to the direct kernel
-//! (`ops/direct.rs`), the rest to `matrixmultiply::sgemm`,
-//! which takes arbitrary row/column strides: a transpose is a swap of
-//! strides, never a copy, and a gradient can be written straight into a
-//! transposed accumulator.
+//! (`ops/direct.rs`), the rest to `matrixmultiply::sgemm`. Operands are
+//! strided views: a transpose is a swap of strides, and a gradient can be
+//! written straight into a transposed accumulator. (The direct kernel
+//! copies a transposed right operand, and `linear` keeps one transposed copy
+//! of each weight per graph.)
 //! Backward of `C = op(A) op(B)`:
 //!     d op(A) = dC op(B)^T,    d op(B) = op(A)^T dC.
 
