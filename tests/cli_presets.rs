@@ -84,6 +84,8 @@ fn bench_configs_parse_and_train() {
         ("funnel", "DIS (log-variance loss) on funnel"),
         ("dw20-dis", "DIS (log-variance loss) on dw20"),
         ("mw50-dis", "DIS (log-variance loss) on mw50"),
+        ("gmm-5s", "DIS (log-variance loss) on gmm"),
+        ("dw20-60s", "DDS (log-variance loss) on dw20"),
     ] {
         let config = format!("{root}/benches/{name}.toml");
         let w = dir.join(format!("{name}.dcw"));
