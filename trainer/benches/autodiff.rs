@@ -226,7 +226,7 @@ fn main() {
     let (fma, kind) = fma_peak();
     println!("FMA-loop peak, 1 core ({kind}): {fma:.1} GFLOP/s");
     println!();
-    println!("GEMM alone (matrixmultiply sgemm, 1 thread), GFLOP/s:");
+    println!("GEMM alone (the tape's matmul: the direct kernel where it applies, else matrixmultiply; 1 thread), GFLOP/s:");
     println!("| shape (m x k x n) | A B | A B^T | A^T B |");
     println!("|---|---|---|---|");
     for (m, k, n) in [(256, 64, 64), (512, 64, 64), (2048, 64, 64), (64, 512, 64)] {
