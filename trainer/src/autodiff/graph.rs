@@ -172,13 +172,14 @@ impl<M: Mode> Graph<M> {
     /// binding the parameters, one graph serves step after step of a
     /// rollout with the parameters bound once.
     pub fn truncate(&mut self, len: usize) {
-        let (keep, drop): (Vec<_>, Vec<_>) = std::mem::take(&mut self.transposes)
-            .into_iter()
-            .partition(|(id, _)| *id < len);
-        self.transposes = keep;
-        for (_, t) in drop {
-            self.pool.give(t);
-        }
+        let pool = &mut self.pool;
+        self.transposes.retain_mut(|(id, t)| {
+            let keep = *id < len;
+            if !keep {
+                pool.give(std::mem::take(t));
+            }
+            keep
+        });
         for t in self.values.drain(len.min(self.values.len())..) {
             self.pool.give(t.data);
         }

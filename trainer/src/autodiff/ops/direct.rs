@@ -326,25 +326,13 @@ mod tests {
                 let a = View::of(&at, ta);
                 let b = View::of(&bt, tb);
                 let mut want = c0.data.clone();
-                // SAFETY: row-major buffers of the stated shapes.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        a.data.as_ptr(),
-                        a.rs as isize,
-                        a.cs as isize,
-                        b.data.as_ptr(),
-                        b.rs as isize,
-                        b.cs as isize,
-                        beta,
-                        want.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    );
-                }
+                super::super::matmul::packed(
+                    1.0,
+                    a,
+                    b,
+                    beta,
+                    ViewMut::of_slice(&mut want, m, n, false),
+                );
                 for &isa in &isas {
                     let mut got = c0.data.clone();
                     gemm_on(

@@ -109,6 +109,14 @@ pub(crate) fn gemm(alpha: f32, a: View, b: View, beta: f32, mut c: ViewMut) {
     if alpha == 1.0 && super::direct::gemm(a, b, beta, &mut c) {
         return;
     }
+    packed(alpha, a, b, beta, c);
+}
+
+/// `C = alpha A B + beta C` by `matrixmultiply` (which packs its operands),
+/// for any strides and shapes with `m, k, n > 0`.
+pub(crate) fn packed(alpha: f32, a: View, b: View, beta: f32, c: ViewMut) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(b.rows == k && (c.rows, c.cols) == (m, n) && m > 0 && k > 0 && n > 0);
     // The strides stay inside the slices (checked here once), so every access
     // sgemm makes is in bounds.
     assert!(max_index(m, k, a.rs, a.cs) < a.data.len());
