@@ -17,7 +17,7 @@
 
 pub use diffctl_runtime::network::NetworkShape;
 use diffctl_runtime::network::{frequency, Param, ParamSpec};
-use diffctl_runtime::normal::{open_uniform_f64, uniform_f64};
+use diffctl_runtime::normal::{fill_normals, PathRng};
 use rand_core::Rng;
 
 use crate::autodiff::{Graph, Mode, ParamId, Params, Tensor, Var};
@@ -76,15 +76,8 @@ pub struct ScoreTerm {
     pub target_score: Var,
 }
 
-/// Standard normal by Box–Muller (f64 inside, libm for portability).
-fn normal<R: Rng + ?Sized>(rng: &mut R) -> f32 {
-    let u1 = open_uniform_f64(rng);
-    let u2 = uniform_f64(rng);
-    (libm::sqrt(-2.0 * libm::log(u1)) * libm::cos(2.0 * std::f64::consts::PI * u2)) as f32
-}
-
 /// Uniform on `[-a, a)`.
-fn uniform_sym<R: Rng + ?Sized>(rng: &mut R, a: f32) -> f32 {
+fn uniform_sym(rng: &mut PathRng, a: f32) -> f32 {
     let u = (rng.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0);
     a * (2.0 * u - 1.0)
 }
@@ -102,10 +95,16 @@ fn fan_in(shape: &NetworkShape, p: Param) -> usize {
 /// Initial value of one parameter tensor (MATH.md §5): phases `N(0, 1)`;
 /// linear layers PyTorch's default `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` for
 /// weights and biases; the output layer and `score.w2` zero, `score.b2 = 1`.
-fn init_tensor<R: Rng + ?Sized>(shape: &NetworkShape, spec: ParamSpec, rng: &mut R) -> Tensor {
+/// The normals are the runtime's ([`fill_normals`]), the ones every sample
+/// path draws.
+fn init_tensor(shape: &NetworkShape, spec: ParamSpec, rng: &mut PathRng) -> Tensor {
     let (rows, cols) = (spec.rows, spec.cols);
     match spec.param {
-        Param::TimePhase => Tensor::from_fn(rows, cols, |_, _| normal(rng)),
+        Param::TimePhase => {
+            let mut phases = vec![0.0; rows * cols];
+            fill_normals(rng, &mut phases);
+            Tensor::new(rows, cols, phases)
+        }
         Param::OutW | Param::OutB | Param::ScoreW2 => Tensor::zeros(rows, cols),
         Param::ScoreB2 => Tensor::full(rows, cols, 1.0),
         p => {
@@ -119,11 +118,7 @@ impl BatchedNetwork {
     /// Appends the network's parameters to `params` (names `time.phase`,
     /// `time.w1`, ... in weights-file order) with their initial values, drawn
     /// from `rng` in that order.
-    pub fn register<R: Rng + ?Sized>(
-        shape: NetworkShape,
-        params: &mut Params,
-        rng: &mut R,
-    ) -> Self {
+    pub fn register(shape: NetworkShape, params: &mut Params, rng: &mut PathRng) -> Self {
         shape.validate().expect("invalid network shape");
         let ids = shape
             .params()
