@@ -9,8 +9,9 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use diffctl_runtime::prelude::*;
+use diffctl_trainer::optimise::RunOptions;
 use diffctl_trainer::target::Known;
-use diffctl_trainer::train::{train, RunOptions, TrainConfig};
+use diffctl_trainer::train::{train, TrainConfig};
 
 /// The budget of each target: the reference setup (batch 512, K = 100) with
 /// the exponential integrator, and as many iterations as fit in about 10
@@ -71,12 +72,12 @@ fn main() {
         let started = Instant::now();
         let target = Known::preset(name.trim_end_matches("-k100")).expect("known preset");
         let out = train(&cfg, &target, &RunOptions::default(), &mut |p| {
-            if p.iteration % 500 == 0 {
+            if p.step.iteration % 500 == 0 {
                 eprintln!(
                     "{name}: iteration {} loss {:.4} ({:.0} s)",
-                    p.iteration,
-                    p.loss,
-                    p.elapsed.as_secs_f64()
+                    p.step.iteration,
+                    p.step.loss,
+                    p.step.elapsed.as_secs_f64()
                 );
             }
         })

@@ -19,8 +19,9 @@ use std::time::Instant;
 
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::eval::{report, sample_params, CostForm, SampleOptions};
+use diffctl_trainer::optimise::RunOptions;
 use diffctl_trainer::target::{Known, TrainTarget};
-use diffctl_trainer::train::{train, RunOptions, TrainConfig, TrainOutcome};
+use diffctl_trainer::train::{train, TrainConfig, TrainOutcome};
 use plotters::prelude::*;
 
 const TARGETS: [&str; 2] = ["dw20", "gmm"];
@@ -150,12 +151,12 @@ fn main() {
             let cfg = config(sampler, iterations);
             let t0 = Instant::now();
             let out = train(&cfg, &known, &RunOptions::default(), &mut |p| {
-                if p.iteration % 250 == 0 {
+                if p.step.iteration % 250 == 0 {
                     eprintln!(
                         "{target}/{sampler}: iteration {} loss {:.4} ({:.0} s)",
-                        p.iteration,
-                        p.loss,
-                        p.elapsed.as_secs_f64()
+                        p.step.iteration,
+                        p.step.loss,
+                        p.step.elapsed.as_secs_f64()
                     );
                 }
             })

@@ -22,8 +22,9 @@ mod common;
 
 use common::{load_runs, save_runs, Spread};
 use diffctl_runtime::prelude::*;
+use diffctl_trainer::optimise::RunOptions;
 use diffctl_trainer::target::Known;
-use diffctl_trainer::train::{train, RunOptions, TrainConfig};
+use diffctl_trainer::train::{train, TrainConfig};
 
 const TARGETS: [&str; 4] = ["gmm", "funnel", "dw20", "mw50"];
 const SAMPLERS: [&str; 3] = ["dis", "pis", "dds"];

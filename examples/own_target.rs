@@ -16,7 +16,8 @@ use std::process::ExitCode;
 
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::eval::{estimates, Estimates};
-use diffctl_trainer::train::{train, RunOptions, TrainConfig};
+use diffctl_trainer::optimise::RunOptions;
+use diffctl_trainer::train::{train, TrainConfig};
 
 /// A banana: `y ~ N(0, diag(s1^2, s2^2))` pushed through
 /// `(y1, y2) -> (y1, y2 + b (y1^2 - a))`, a map of unit Jacobian, and left

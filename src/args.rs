@@ -6,9 +6,9 @@ use clap::{Args, ValueEnum};
 use diffctl_runtime::prelude::*;
 use diffctl_runtime::weights::MAX_STEPS;
 use diffctl_trainer::eval::{check_target, file_target, CostForm, SampleOptions};
+use diffctl_trainer::optimise::RunOptions;
 use diffctl_trainer::parallel::{default_threads, MAX_THREADS};
 use diffctl_trainer::target::{Known, TrainTarget};
-use diffctl_trainer::train::RunOptions;
 
 use crate::config;
 use crate::error::{Error, Result};
@@ -240,6 +240,41 @@ pub enum GridArg {
     Cosine,
 }
 
+impl From<GridArg> for TimeGrid {
+    fn from(a: GridArg) -> Self {
+        match a {
+            GridArg::Uniform => TimeGrid::Uniform,
+            GridArg::Quadratic => TimeGrid::Quadratic,
+            GridArg::Cosine => TimeGrid::Cosine,
+        }
+    }
+}
+
+/// `--dtype`: how the weights file stores the parameters.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl From<DtypeArg> for Dtype {
+    fn from(a: DtypeArg) -> Self {
+        match a {
+            DtypeArg::F32 => Dtype::F32,
+            DtypeArg::F16 => Dtype::F16,
+            DtypeArg::Bf16 => Dtype::Bf16,
+        }
+    }
+}
+
+/// Overrides `slot` with a flag's value, when the flag was given.
+pub fn set<T>(slot: &mut T, flag: Option<T>) {
+    if let Some(v) = flag {
+        *slot = v;
+    }
+}
+
 /// `--integrator`: each has a short and a long name, accepted everywhere
 /// (flags and TOML) and listed as [`INTEGRATOR_NAMES`].
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -394,6 +429,20 @@ mod tests {
         assert!(s.starts_with("dw20 ("), "{s}");
         assert_eq!(target_name(&TargetSpec::preset("mw50").unwrap()), "mw50");
     }
+}
+
+/// The network's size and its file's storage type, for `train` and `fit`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct NetworkArgs {
+    /// Channels C of the control network [default: 64].
+    #[arg(long, value_name = "C")]
+    pub channels: Option<u32>,
+    /// Layers L of the control network [default: 4].
+    #[arg(long, value_name = "L")]
+    pub layers: Option<u32>,
+    /// Storage type of the weights file [default: f32].
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub dtype: Option<DtypeArg>,
 }
 
 /// `--checkpoint`, `--checkpoint-every` and `--resume`, for `train` and `fit`.

@@ -43,13 +43,23 @@ pub fn render(
     match coords {
         None if d == 2 => scatter(&mut svg, samples, target, title)?,
         _ => {
-            let default: Vec<usize> = (0..d.min(4)).collect();
-            let coords = coords.unwrap_or(&default);
-            check_coords(coords, d)?;
-            histograms(&mut svg, samples, target, coords, title)?;
+            let coords = histogram_coords(coords, d)?;
+            histograms(&mut svg, samples, target, &coords, title)?;
         }
     }
     Ok(svg)
+}
+
+/// The coordinates to histogram: those asked for (checked), else the first
+/// four.
+fn histogram_coords(coords: Option<&[usize]>, d: usize) -> Result<Vec<usize>> {
+    match coords {
+        Some(c) => {
+            check_coords(c, d)?;
+            Ok(c.to_vec())
+        }
+        None => Ok((0..d.min(4)).collect()),
+    }
 }
 
 /// Checks coordinates to plot against the dimension (before any sampling).
@@ -423,10 +433,8 @@ pub fn render_versus(
     match coords {
         None if d == 2 => scatter_versus(&mut svg, data, samples, title)?,
         _ => {
-            let default: Vec<usize> = (0..d.min(4)).collect();
-            let coords = coords.unwrap_or(&default);
-            check_coords(coords, d)?;
-            histograms_versus(&mut svg, data, samples, coords, title)?;
+            let coords = histogram_coords(coords, d)?;
+            histograms_versus(&mut svg, data, samples, &coords, title)?;
         }
     }
     Ok(svg)

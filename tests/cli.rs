@@ -532,7 +532,8 @@ fn pis_and_dds_files_train_inspect_sample_and_eval() {
 /// of the trainer's final evaluation (seed = the training seed, indices from 0).
 #[test]
 fn train_then_sample_reproduces_the_final_evaluation() {
-    use diffctl_trainer::train::{train, RunOptions, TrainConfig};
+    use diffctl_trainer::optimise::RunOptions;
+    use diffctl_trainer::train::{train, TrainConfig};
 
     let dir = temp_dir("train");
     let weights = dir.join("gmm.dcw");

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use diffctl_runtime::target::MAX_TARGET_DIM;
 use diffctl_runtime::weights::Model as File;
-use diffctl_trainer::train::{self as trainer, Progress, RunOptions, TrainError};
+use diffctl_trainer::optimise::{RunOptions, TrainError};
+use diffctl_trainer::train::{self as trainer, Progress};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -177,13 +178,13 @@ impl Printer {
         if !self.on {
             return;
         }
-        let done = p.iteration == p.iterations;
+        let done = p.step.iteration == p.step.iterations;
         let tty = stderr_is_tty(py);
         let due = if tty {
             self.last
                 .is_none_or(|t| t.elapsed() >= Duration::from_millis(500))
         } else {
-            let tenth = 10 * p.iteration / p.iterations.max(1);
+            let tenth = 10 * p.step.iteration / p.step.iterations.max(1);
             std::mem::replace(&mut self.tenth, tenth) != tenth
         };
         if !(due || done) {
@@ -192,10 +193,10 @@ impl Printer {
         self.last = Some(Instant::now());
         let mut line = format!(
             "diffctl: iteration {}/{}  loss {:.4}  {:.0} s",
-            p.iteration,
-            p.iterations,
-            p.loss,
-            p.elapsed.as_secs_f64()
+            p.step.iteration,
+            p.step.iterations,
+            p.step.loss,
+            p.step.elapsed.as_secs_f64()
         );
         if let Some(e) = &p.last_eval {
             line += &format!(

@@ -124,15 +124,15 @@ const SIMD: bool = cfg!(any(
 ));
 
 /// An `f16` in little-endian bytes as `f32`, exactly, without `half`'s
-/// branchy software conversion (which made the Cortex-M4F's f16 network
-/// 2.7x slower than its f32 one). The exponent and mantissa bits are moved
-/// into an `f32` and the value scaled by `2^112`, a power of two, so the
-/// product is exact: normal `f16`s come out unchanged, and subnormal ones (an
-/// `f32` subnormal times `2^112`) become the normal `f32` of the same value.
-/// Infinities and NaNs are mapped to themselves. With SIMD the choice is an
-/// integer mask, which vectorises (host, gmm_f16 at batch 100: 27 % fewer
-/// instructions); without, a branch (Cortex-M4F: 13 % fewer). Both equal
-/// `half`'s conversion on all 65 536 bit patterns (tested).
+/// branchy software conversion (slow on a Cortex-M4F). The exponent and
+/// mantissa bits are moved into an `f32` and the value scaled by `2^112`, a
+/// power of two, so the product is exact: normal `f16`s come out unchanged,
+/// and subnormal ones (an `f32` subnormal times `2^112`) become the normal
+/// `f32` of the same value. Infinities and NaNs are mapped to themselves.
+/// With SIMD the choice is an integer mask, which vectorises; without, a
+/// branch (the instruction counts behind both choices: `benches/README.md`,
+/// "Measurements behind design choices"). Both equal `half`'s conversion on
+/// all 65 536 bit patterns (tested).
 #[inline]
 fn f16_le(b: [u8; 2]) -> f32 {
     if SIMD {
@@ -306,8 +306,8 @@ pub fn gelu(x: f32) -> f32 {
 /// Applies [`gelu`] to every element: [`gelu_in_place_blocked`] where the
 /// target has SIMD (x86_64's SSE2, AArch64's NEON, WASM's simd128), else
 /// [`gelu_in_place_scalar`]. The two give the same bits (tested); on a core
-/// without SIMD the blocked form only adds work (Cortex-M4F: 1 % more
-/// instructions per sample-step).
+/// without SIMD the blocked form only adds work (`benches/README.md`,
+/// "Measurements behind design choices").
 #[inline]
 pub fn gelu_in_place(v: &mut [f32]) {
     if SIMD {

@@ -12,10 +12,11 @@
 //!
 //! The network sees the *normalised* time `tau = t / T` in `[0, 1]` (MATH.md
 //! §5 writes `t`, with `T = 1`). With PIS's `T = 5` and raw `t`, the highest
-//! frequency turns by 5 radians per step of a K = 100 grid: a network trained
-//! on that grid is arbitrary between its points, and sampling it at K = 200
-//! lost modes (gmm: 4 of 9 at half their share). [`NetworkControl`] and the
-//! trainer divide by `T`; [`NetworkRef::prepare`] takes `tau`.
+//! frequency would turn by 5 radians per step of a K = 100 grid, leaving the
+//! network arbitrary between the grid's points (what that cost:
+//! `benches/README.md`, "Measurements behind design choices").
+//! [`NetworkControl`] and the trainer divide by `T`; [`NetworkRef::prepare`]
+//! takes `tau`.
 //!
 //! Parameters are stored in three ways that evaluate through the *same* code:
 //! [`Network`] owns fixed-size arrays (dimensions are const generics),
@@ -99,12 +100,14 @@ impl fmt::Display for Param {
 }
 
 /// A parameter tensor's name and shape `[rows, cols]` (row-major; a linear
-/// layer's weight is `[out, in]`).
+/// layer's weight is `[out, in]`), and the fan-in of the linear layer it
+/// belongs to (its weight's `cols`; 0 for the phases, which belong to none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParamSpec {
     pub param: Param,
     pub rows: usize,
     pub cols: usize,
+    pub fan_in: usize,
 }
 
 impl ParamSpec {
@@ -154,30 +157,41 @@ impl NetworkShape {
     /// The parameter tensors in their flat (file) order.
     pub fn params(&self) -> impl Iterator<Item = ParamSpec> + Clone {
         let (d, c) = (self.d as usize, self.channels as usize);
-        let spec = |param, rows, cols| ParamSpec { param, rows, cols };
-        let head = [
-            spec(Param::TimePhase, 1, c),
-            spec(Param::TimeW1, c, 2 * c),
-            spec(Param::TimeB1, 1, c),
-            spec(Param::TimeW2, c, c),
-            spec(Param::TimeB2, 1, c),
-            spec(Param::StateW, c, d),
-            spec(Param::StateB, 1, c),
-        ];
-        let hidden = (0..self.hidden())
-            .flat_map(move |i| [spec(Param::HiddenW(i), c, c), spec(Param::HiddenB(i), 1, c)]);
-        let out = [spec(Param::OutW, d, c), spec(Param::OutB, 1, d)];
-        let score = [
-            spec(Param::ScoreW1, c, 2 * c),
-            spec(Param::ScoreB1, 1, c),
-            spec(Param::ScoreW2, 1, c),
-            spec(Param::ScoreB2, 1, 1),
-        ];
+        // A layer `[out, in]`: its weight, then its bias.
+        let layer = |w, b, out, fan_in| {
+            [
+                ParamSpec {
+                    param: w,
+                    rows: out,
+                    cols: fan_in,
+                    fan_in,
+                },
+                ParamSpec {
+                    param: b,
+                    rows: 1,
+                    cols: out,
+                    fan_in,
+                },
+            ]
+        };
+        let phase = ParamSpec {
+            param: Param::TimePhase,
+            rows: 1,
+            cols: c,
+            fan_in: 0,
+        };
+        let head = core::iter::once(phase)
+            .chain(layer(Param::TimeW1, Param::TimeB1, c, 2 * c))
+            .chain(layer(Param::TimeW2, Param::TimeB2, c, c))
+            .chain(layer(Param::StateW, Param::StateB, c, d));
+        let hidden =
+            (0..self.hidden()).flat_map(move |i| layer(Param::HiddenW(i), Param::HiddenB(i), c, c));
+        let out = layer(Param::OutW, Param::OutB, d, c);
+        let score = layer(Param::ScoreW1, Param::ScoreB1, c, 2 * c)
+            .into_iter()
+            .chain(layer(Param::ScoreW2, Param::ScoreB2, 1, c));
         let score_len = if self.score_term { 4 } else { 0 };
-        head.into_iter()
-            .chain(hidden)
-            .chain(out)
-            .chain(score.into_iter().take(score_len))
+        head.chain(hidden).chain(out).chain(score.take(score_len))
     }
 
     /// Total number of parameters, the sum of [`NetworkShape::params`]'

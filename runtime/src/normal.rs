@@ -5,6 +5,13 @@
 //! derived from `(s, i)` alone. A sample is therefore the same whatever the
 //! batch size, the order of evaluation, the thread count or the machine.
 //!
+//! The index space is shared: samples count up from 0; the trainer's own
+//! purposes (initialisation, each iteration's paths, evaluation, fitting,
+//! resampling) take named indices near `2^63` and counting down from
+//! `u64::MAX`, listed in one table in `diffctl_trainer::streams`; the
+//! trainer's other draws (data rows, exact target samples) are samples of
+//! their own seeds.
+//!
 //! Normals come in pairs from Box–Muller with exactly two `u64` draws per pair
 //! (so the stream position never depends on the values drawn). The radius is
 //! computed in `f64` from a 53-bit uniform in the open interval `(0, 1)`

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use diffctl_runtime::prelude::*;
 use diffctl_trainer::dsm::{fit, FitConfig, FitOutcome, FitProgress};
 use diffctl_trainer::eval::{sample_params, SampleOptions};
+use diffctl_trainer::optimise::{MAX_BATCH, MAX_ITERATIONS};
 use serde::Deserialize;
 
-use crate::args::{check_threads, CheckpointArgs, MAX_FLOATS};
+use crate::args::{check_threads, set, CheckpointArgs, NetworkArgs, MAX_FLOATS};
 use crate::commands::plot::{check_svg_path, write_versus};
-use crate::commands::train::{stop_flag, DtypeArg};
+use crate::commands::train::stop_flag;
 use crate::datasets::{subset, Purpose, Source};
 use crate::error::{Error, Result};
 use crate::output::{self, note, say};
@@ -23,10 +23,6 @@ use crate::{config, io};
 
 /// Default number of generated samples of `toy:` data.
 const TOY_N: usize = 20_000;
-/// Largest batch a fit takes (as `train`).
-const MAX_BATCH: usize = 1 << 20;
-/// Most iterations a fit runs.
-const MAX_ITERATIONS: usize = 1 << 40;
 /// Points (data and samples each) in the `--plot` figure.
 const PLOT_POINTS: usize = 5_000;
 
@@ -65,18 +61,11 @@ pub struct FitArgs {
     /// Stop after this many validations without improvement (0: never early) [default: 10].
     #[arg(long, value_name = "N")]
     pub patience: Option<usize>,
-    /// Channels C of the control network [default: 64].
-    #[arg(long, value_name = "C")]
-    pub channels: Option<u32>,
-    /// Layers L of the control network [default: 4].
-    #[arg(long, value_name = "L")]
-    pub layers: Option<u32>,
     /// Peak learning rate [default: 2e-3].
     #[arg(long, value_name = "LR", allow_negative_numbers = true)]
     pub lr: Option<f32>,
-    /// Storage type of the weights file [default: f32].
-    #[arg(long, value_enum, value_name = "TYPE")]
-    pub dtype: Option<DtypeArg>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// Also plot the data against samples of the fitted model (SVG).
     #[arg(long, value_name = "PATH.svg")]
     pub plot: Option<PathBuf>,
@@ -97,28 +86,17 @@ pub fn build_config(args: &FitArgs) -> Result<FitConfig> {
         }
         None => FitConfig::default(),
     };
-    let set = |slot: &mut usize, v: Option<usize>| {
-        if let Some(v) = v {
-            *slot = v;
-        }
-    };
     set(&mut cfg.iterations, args.iterations);
     set(&mut cfg.batch, args.batch);
     set(&mut cfg.threads, args.threads);
     set(&mut cfg.patience, args.patience);
     set(&mut cfg.checkpoint_every, args.checkpoints.checkpoint_every);
-    cfg.seed = args.seed.unwrap_or(cfg.seed);
-    cfg.validation_fraction = args.validation.unwrap_or(cfg.validation_fraction);
-    cfg.channels = args.channels.unwrap_or(cfg.channels);
-    cfg.layers = args.layers.unwrap_or(cfg.layers);
-    cfg.lr = args.lr.unwrap_or(cfg.lr);
-    if let Some(d) = args.dtype {
-        cfg.dtype = match d {
-            DtypeArg::F32 => Dtype::F32,
-            DtypeArg::F16 => Dtype::F16,
-            DtypeArg::Bf16 => Dtype::Bf16,
-        };
-    }
+    set(&mut cfg.seed, args.seed);
+    set(&mut cfg.validation_fraction, args.validation);
+    set(&mut cfg.channels, args.network.channels);
+    set(&mut cfg.layers, args.network.layers);
+    set(&mut cfg.lr, args.lr);
+    set(&mut cfg.dtype, args.network.dtype.map(Into::into));
     check_threads(Some(cfg.threads))?;
     for (name, v, max) in [
         ("batch", cfg.batch, MAX_BATCH),
@@ -206,7 +184,9 @@ pub fn run(args: &FitArgs) -> Result<ExitCode> {
     let mut reporter = progress::Reporter::new(cfg.iterations);
     let run = args.checkpoints.run_options(stop);
     let result = fit(&data, &cfg, &run, &mut |p| {
-        reporter.update(p.iteration, p.iterations, p.elapsed, || progress_message(p))
+        reporter.update(p.step.iteration, p.step.iterations, p.step.elapsed, || {
+            progress_message(p)
+        })
     });
     reporter.finish();
     let outcome = result.map_err(|e| Error::new(e.to_string()))?;
@@ -279,6 +259,6 @@ fn progress_message(p: &FitProgress) -> String {
     };
     format!(
         "loss {:.4e}  |g| {:.3}  lr {:.2e}  best val {best}",
-        p.loss, p.grad_norm, p.lr
+        p.step.loss, p.step.grad_norm, p.step.lr
     )
 }

@@ -14,8 +14,8 @@ use diffctl_trainer::train::{self, Loss, Progress, TrainConfig, TrainOutcome};
 use diffctl_trainer::target::TrainTarget;
 
 use crate::args::{
-    check_threads, integrator_names, target_spec, CheckpointArgs, ChosenTarget, CostArg, GridArg,
-    IntegratorArg, TargetArgs, TargetParams, DEFAULT_INTEGRATOR, MAX_FLOATS,
+    check_threads, integrator_names, set, target_spec, CheckpointArgs, ChosenTarget, CostArg,
+    GridArg, IntegratorArg, NetworkArgs, TargetArgs, TargetParams, DEFAULT_INTEGRATOR, MAX_FLOATS,
 };
 use crate::commands::plot::{check_svg_path, write as write_plot};
 use crate::error::{Error, Result};
@@ -77,12 +77,6 @@ pub struct TrainArgs {
     /// Fraction of the run over which the exploration decays to 1 [default: 0.25].
     #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
     pub explore_decay: Option<f32>,
-    /// Channels C of the control network [default: 64].
-    #[arg(long, value_name = "C")]
-    pub channels: Option<u32>,
-    /// Layers L of the control network [default: 4].
-    #[arg(long, value_name = "L")]
-    pub layers: Option<u32>,
     /// Seed of the initialisation, the rollouts and the final evaluation [default: 0].
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
@@ -96,9 +90,8 @@ pub struct TrainArgs {
     /// Paths of the final evaluation (periodic ones use at most 4096) [default: 10000].
     #[arg(long, value_name = "N")]
     pub eval_samples: Option<usize>,
-    /// Storage type of the weights file [default: f32].
-    #[arg(long, value_enum, value_name = "TYPE")]
-    pub dtype: Option<DtypeArg>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// Weights file to write [default: out/<target>.dcw].
     #[arg(long, short = 'o', value_name = "PATH")]
     pub out: Option<PathBuf>,
@@ -127,11 +120,13 @@ pub enum LossArg {
     Kl,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DtypeArg {
-    F32,
-    F16,
-    Bf16,
+impl From<LossArg> for Loss {
+    fn from(a: LossArg) -> Self {
+        match a {
+            LossArg::Lv => Loss::LogVariance,
+            LossArg::Kl => Loss::Kl,
+        }
+    }
 }
 
 /// The configuration and the target: reference defaults, then the file,
@@ -196,30 +191,11 @@ pub fn build_config(args: &TrainArgs) -> Result<(TrainConfig, ChosenTarget)> {
             _ => {}
         }
     }
-    if let Some(l) = args.loss {
-        cfg.loss = match l {
-            LossArg::Lv => Loss::LogVariance,
-            LossArg::Kl => Loss::Kl,
-        };
-    }
-    if let Some(c) = args.cost {
-        cfg.cost = c.into();
-    }
-    if let Some(i) = args.integrator {
-        cfg.integrator = i.into();
-    }
-    if let Some(d) = args.dtype {
-        cfg.dtype = match d {
-            DtypeArg::F32 => Dtype::F32,
-            DtypeArg::F16 => Dtype::F16,
-            DtypeArg::Bf16 => Dtype::Bf16,
-        };
-    }
-    let set = |slot: &mut usize, v: Option<usize>| {
-        if let Some(v) = v {
-            *slot = v;
-        }
-    };
+    set(&mut cfg.loss, args.loss.map(Into::into));
+    set(&mut cfg.cost, args.cost.map(Into::into));
+    set(&mut cfg.integrator, args.integrator.map(Into::into));
+    set(&mut cfg.dtype, args.network.dtype.map(Into::into));
+    set(&mut cfg.grid, args.grid.map(Into::into));
     set(&mut cfg.batch, args.batch);
     set(&mut cfg.steps, args.steps);
     set(&mut cfg.iterations, args.iterations);
@@ -227,22 +203,15 @@ pub fn build_config(args: &TrainArgs) -> Result<(TrainConfig, ChosenTarget)> {
     set(&mut cfg.eval_every, args.eval_every);
     set(&mut cfg.eval_samples, args.eval_samples);
     set(&mut cfg.checkpoint_every, args.checkpoints.checkpoint_every);
-    cfg.lr = args.lr.unwrap_or(cfg.lr);
-    cfg.lr_final = args.lr_final.unwrap_or(cfg.lr_final);
-    cfg.prior_nu = args.prior_nu.unwrap_or(cfg.prior_nu);
-    cfg.score_clip = args.score_clip.unwrap_or(cfg.score_clip);
+    set(&mut cfg.lr, args.lr);
+    set(&mut cfg.lr_final, args.lr_final);
+    set(&mut cfg.prior_nu, args.prior_nu);
+    set(&mut cfg.score_clip, args.score_clip);
     cfg.explore = args.explore.or(cfg.explore);
-    cfg.explore_decay = args.explore_decay.unwrap_or(cfg.explore_decay);
-    if let Some(g) = args.grid {
-        cfg.grid = match g {
-            GridArg::Uniform => TimeGrid::Uniform,
-            GridArg::Quadratic => TimeGrid::Quadratic,
-            GridArg::Cosine => TimeGrid::Cosine,
-        };
-    }
-    cfg.channels = args.channels.unwrap_or(cfg.channels);
-    cfg.layers = args.layers.unwrap_or(cfg.layers);
-    cfg.seed = args.seed.unwrap_or(cfg.seed);
+    set(&mut cfg.explore_decay, args.explore_decay);
+    set(&mut cfg.channels, args.network.channels);
+    set(&mut cfg.layers, args.network.layers);
+    set(&mut cfg.seed, args.seed);
     check_threads(Some(cfg.threads))?;
     // Sizes the trainer would try to allocate at once.
     let d = chosen.target.dim();
@@ -414,15 +383,15 @@ pub fn train_with_progress(
     let mut line = ProgressLine::new(cfg.eval_every);
     let mut first = true;
     let result = train::train(cfg, target, &run, &mut |p| {
-        if std::mem::take(&mut first) && p.iteration > 1 {
+        if std::mem::take(&mut first) && p.step.iteration > 1 {
             report.println(&format!(
                 "resumed at iteration {} of {}",
-                p.iteration - 1,
-                p.iterations
+                p.step.iteration - 1,
+                p.step.iterations
             ));
         }
         let bar = report.is_bar();
-        report.update(p.iteration, p.iterations, p.elapsed, || {
+        report.update(p.step.iteration, p.step.iterations, p.step.elapsed, || {
             line.message(p, bar)
         })
     });
@@ -456,7 +425,7 @@ impl ProgressLine {
     fn message(&mut self, p: &Progress, repeat: bool) -> String {
         let mut s = format!(
             "loss {:.4e}  |g| {:.3}  lr {:.2e}",
-            p.loss, p.grad_norm, p.lr
+            p.step.loss, p.step.grad_norm, p.step.lr
         );
         if let (Some(r), Some(at)) = (&p.last_eval, eval_iteration(p, self.eval_every)) {
             if repeat || self.shown != Some(at) {
@@ -476,11 +445,11 @@ impl ProgressLine {
 /// multiple of `eval_every` iterations, except the last (the final
 /// evaluation is reported separately).
 fn eval_iteration(p: &Progress, eval_every: usize) -> Option<usize> {
-    if eval_every == 0 || p.iteration < eval_every {
+    if eval_every == 0 || p.step.iteration < eval_every {
         return None;
     }
-    let at = p.iteration / eval_every * eval_every;
-    Some(if at >= p.iterations {
+    let at = p.step.iteration / eval_every * eval_every;
+    Some(if at >= p.step.iterations {
         at - eval_every
     } else {
         at

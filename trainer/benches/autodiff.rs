@@ -22,9 +22,10 @@ use std::time::Instant;
 use diffctl_runtime::prelude::Integrator;
 use diffctl_trainer::autodiff::{Params, Tape, Tensor, Var};
 use diffctl_trainer::network::{BatchedNetwork, NetworkShape, ScoreTerm};
+use diffctl_trainer::optimise::RunOptions;
 use diffctl_trainer::parallel::DataParallel;
 use diffctl_trainer::target::Known;
-use diffctl_trainer::train::{train, RunOptions, TrainConfig};
+use diffctl_trainer::train::{train, TrainConfig};
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 

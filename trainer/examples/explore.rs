@@ -1,8 +1,9 @@
 //! Ad-hoc training run for tuning: `cargo run --release -p diffctl-trainer --example explore -- KEY=VALUE ...`
 //! Keys: target, iterations, batch, steps, lr, lr_final, clip, ema, loss (lv|kl), integrator (em|exp), grid, threads, seed, eval_every, explore, explore_decay, sampler (dis|pis|dds).
 use diffctl_runtime::prelude::*;
+use diffctl_trainer::optimise::RunOptions;
 use diffctl_trainer::target::Known;
-use diffctl_trainer::train::{train, Loss, RunOptions, TrainConfig};
+use diffctl_trainer::train::{train, Loss, TrainConfig};
 
 fn main() {
     let mut cfg = TrainConfig {
@@ -64,12 +65,12 @@ fn main() {
     println!("{cfg:?}");
     let known = Known::preset(&target).expect("a preset");
     let out = train(&cfg, &known, &RunOptions::default(), &mut |p| {
-        if let (Some(e), true) = (&p.last_eval, p.iteration % cfg.eval_every.max(1) == 0) {
+        if let (Some(e), true) = (&p.last_eval, p.step.iteration % cfg.eval_every.max(1) == 0) {
             println!(
                 "it {:5} {:6.1}s loss {:.4} | log Z_is err {:+.4} lb {:+.4} ESS {:.3} worst mode {:.3}",
-                p.iteration,
-                p.elapsed.as_secs_f64(),
-                p.loss,
+                p.step.iteration,
+                p.step.elapsed.as_secs_f64(),
+                p.step.loss,
                 e.log_z_is_error().unwrap_or(f64::NAN),
                 e.log_z_lb_error().unwrap_or(f64::NAN),
                 e.estimates.ess,

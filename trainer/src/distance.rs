@@ -103,9 +103,7 @@ pub fn sliced_w2_sq(a: &[f32], b: &[f32], d: usize, l: usize, seed: u64) -> f64 
         "sample sets must have rows of d = {d}"
     );
     let thetas = directions(d, l, seed);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .min(l);
+    let threads = crate::parallel::default_threads().min(l);
     let per = l.div_ceil(threads);
     let mut values = vec![0.0f64; l];
     std::thread::scope(|s| {

@@ -43,14 +43,14 @@
 //! use diffctl_trainer::dsm::{fit, FitConfig};
 //! use diffctl_trainer::elbo::{elbo_params, ElboConfig};
 //! use diffctl_trainer::eval::{sample_params, SampleOptions};
-//! use diffctl_trainer::train::RunOptions;
+//! use diffctl_trainer::optimise::RunOptions;
 //!
 //! // Or `diffctl_trainer::data::load(path, None)` for a CSV / .npy file.
 //! let data = Toy::TwoMoons.generate(1000, 0).unwrap();
 //! let cfg = FitConfig { iterations: 20, channels: 16, batch: 128, ..FitConfig::default() };
 //! let out = fit(&data, &cfg, &RunOptions::default(), &mut |p| {
 //!     if let Some(v) = p.validation_loss {
-//!         eprintln!("{} {v:.4}", p.iteration);
+//!         eprintln!("{} {v:.4}", p.step.iteration);
 //!     }
 //! })
 //! .unwrap();
@@ -63,7 +63,6 @@
 //! ```
 
 use std::ops::Range;
-use std::time::Duration;
 
 use diffctl_runtime::network::{network_time, NetworkRef};
 use diffctl_runtime::normal::{fill_normals, stream, uniform_f64};
@@ -74,10 +73,12 @@ use serde::{Deserialize, Serialize};
 use crate::autodiff::{Graph, Mode, Params, Var};
 use crate::data::{uniform_index, Dataset};
 use crate::network::{BatchedNetwork, BoundNetwork};
-use crate::optimise::{export, optimise, Identity, Objective, Optimiser, Settings, Update};
+use crate::optimise::{
+    export, optimise, Identity, Objective, Optimiser, RunOptions, Settings, Step, TrainError,
+    Update, MAX_BATCH,
+};
 use crate::parallel::{shard_ranges, DataParallel};
 use crate::streams;
-use crate::train::{RunOptions, TrainError};
 
 /// How the reference times `s` of the DSM loss are drawn (both estimate the
 /// same loss `L` of MATH.md §7).
@@ -185,12 +186,25 @@ impl FitConfig {
         }
     }
 
+    /// The optimiser's settings.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            iterations: self.iterations,
+            lr: self.lr,
+            lr_final: self.lr_final,
+            warmup: self.warmup,
+            clip: self.clip,
+            ema_decay: self.ema_decay,
+            seed: self.seed,
+            checkpoint_every: self.checkpoint_every,
+        }
+    }
+
     /// Checks every setting; the message names the bad one.
     pub fn validate(&self, d: usize) -> Result<(), String> {
         for (name, v) in [
             ("batch", self.batch),
             ("time_groups", self.time_groups),
-            ("iterations", self.iterations),
             ("threads", self.threads),
             ("steps", self.steps),
             ("validate_every", self.validate_every),
@@ -205,21 +219,13 @@ impl FitConfig {
                 self.time_groups, self.batch
             ));
         }
-        for (name, v) in [
-            ("lr", self.lr),
-            ("lr_final", self.lr_final),
-            ("clip", self.clip),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("{name} must be finite and positive, got {v}"));
-            }
-        }
-        if !(self.ema_decay.is_finite() && (0.0..1.0).contains(&self.ema_decay)) {
+        if self.batch > MAX_BATCH {
             return Err(format!(
-                "ema_decay must be in [0, 1), got {}",
-                self.ema_decay
+                "batch must be at most {MAX_BATCH}, got {}",
+                self.batch
             ));
         }
+        self.settings().validate()?;
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
             return Err(format!(
                 "validation_fraction must be in (0, 1), got {}",
@@ -243,17 +249,11 @@ impl FitConfig {
 /// Reported after every iteration.
 #[derive(Clone, Debug)]
 pub struct FitProgress {
-    /// Iterations done so far.
-    pub iteration: usize,
-    pub iterations: usize,
-    /// This iteration's batch estimate of the DSM loss.
-    pub loss: f64,
-    pub grad_norm: f64,
-    pub lr: f32,
+    /// The step; its loss is the batch estimate of the DSM loss.
+    pub step: Step,
     /// Validation loss of this iteration, when it validated.
     pub validation_loss: Option<f64>,
     pub best_validation_loss: f64,
-    pub elapsed: Duration,
 }
 
 /// What a fit produced: the best validated EMA parameters.
@@ -391,6 +391,35 @@ impl<'a> Batch<'a> {
         }
         (y, target)
     }
+
+    /// The loss of batch rows `range` on `g`, each group's terms times its
+    /// weight and `scale`, summed over the groups in order (zero when
+    /// `range` is empty).
+    fn loss<M: Mode>(
+        &self,
+        g: &mut Graph<M>,
+        net: &BatchedNetwork,
+        bound: &BoundNetwork,
+        sde: &Sde,
+        range: Range<usize>,
+        scale: f64,
+    ) -> Var {
+        let mut total: Option<Var> = None;
+        for (j, group) in self.groups.iter().enumerate() {
+            let rows = group.start.max(range.start)..group.end.min(range.end);
+            if rows.is_empty() {
+                continue;
+            }
+            let (y, target) = self.rows(sde, j, rows);
+            let (s, w) = self.times[j];
+            let l = group_loss(g, net, bound, sde, s, (w * scale) as f32, &y, &target);
+            total = Some(match total {
+                None => l,
+                Some(acc) => g.add(acc, l),
+            });
+        }
+        total.unwrap_or_else(|| g.scalar(0.0))
+    }
 }
 
 /// `w/(B d) sum_rows |u(y, T - s) - target|^2` of one group on the tape.
@@ -518,16 +547,7 @@ pub fn fit(
         .split(cfg.validation_fraction, cfg.seed)
         .map_err(TrainError::Config)?;
     let header = cfg.header(d);
-    let settings = Settings {
-        iterations: cfg.iterations,
-        lr: cfg.lr,
-        lr_final: cfg.lr_final,
-        warmup: cfg.warmup,
-        clip: cfg.clip,
-        ema_decay: cfg.ema_decay,
-        seed: cfg.seed,
-        checkpoint_every: cfg.checkpoint_every,
-    };
+    let settings = cfg.settings();
     let (net, mut opt) = Optimiser::new(&settings, header.shape);
     let law = TimeLaw::new(cfg.sde, cfg.eps, cfg.time_sampling);
     let mut fitting = Fitting {
@@ -611,37 +631,18 @@ struct Fitting<'a> {
 }
 
 impl Objective for Fitting<'_> {
+    fn run_name(&self) -> &'static str {
+        "fitting"
+    }
+
     fn loss(&mut self, k: usize, params: &mut Params) -> Result<f64, TrainError> {
         let (cfg, net) = (self.cfg, &self.net);
         let batch = Batch::new(self.train, cfg, &self.law, k);
         let scale = 1.0 / (cfg.batch * self.d) as f64;
         let loss = self.dp.run_sum(params, cfg.batch, |range, tape, p| {
             let bound = net.bind(tape, p);
-            let mut total: Option<Var> = None;
-            for (j, group) in batch.groups.iter().enumerate() {
-                let rows = group.start.max(range.start)..group.end.min(range.end);
-                if rows.is_empty() {
-                    continue;
-                }
-                let (y, target) = batch.rows(&cfg.sde, j, rows);
-                let (s, w) = batch.times[j];
-                let l = group_loss(
-                    tape,
-                    net,
-                    &bound,
-                    &cfg.sde,
-                    s,
-                    (w * scale) as f32,
-                    &y,
-                    &target,
-                );
-                total = Some(match total {
-                    None => l,
-                    Some(acc) => tape.add(acc, l),
-                });
-            }
             // An empty shard (more threads than rows) contributes zero.
-            total.unwrap_or_else(|| tape.scalar(0.0))
+            batch.loss(tape, net, &bound, &cfg.sde, range, scale)
         }) as f64;
         Ok(loss)
     }
@@ -668,14 +669,9 @@ impl Objective for Fitting<'_> {
             }
         }
         (self.on_progress)(&FitProgress {
-            iteration: k,
-            iterations: cfg.iterations,
-            loss: update.loss,
-            grad_norm: update.grad_norm,
-            lr: update.lr,
+            step: Step::new(opt, update, cfg.iterations),
             validation_loss,
             best_validation_loss: self.best.loss,
-            elapsed: Duration::from_secs_f64(opt.seconds),
         });
         Ok(cfg.patience > 0 && self.best.since >= cfg.patience)
     }
@@ -800,26 +796,7 @@ mod tests {
         let scale = 1.0 / (cfg.batch * 2) as f64;
         let mut tape = Tape::new();
         let bound = net.bind(&mut tape, &params);
-        let mut total: Option<Var> = None;
-        for (j, group) in batch.groups.iter().enumerate() {
-            let (y, target) = batch.rows(&cfg.sde, j, group.clone());
-            let (s, w) = batch.times[j];
-            let l = group_loss(
-                &mut tape,
-                &net,
-                &bound,
-                &cfg.sde,
-                s,
-                (w * scale) as f32,
-                &y,
-                &target,
-            );
-            total = Some(match total {
-                None => l,
-                Some(acc) => tape.add(acc, l),
-            });
-        }
-        let loss = total.unwrap();
+        let loss = batch.loss(&mut tape, &net, &bound, &cfg.sde, 0..cfg.batch, scale);
         let mut grads = Grads::zeros_like(&params);
         tape.backward(loss, &mut grads);
         let value = tape.item(loss) as f64;

@@ -5,7 +5,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`train`] | the training loop on a target: config, checkpoints, resumption, export |
+//! | [`train`] | training on a target: its config, its objective for [`optimise`], what it reports |
 //! | [`losses`] | the rollouts and their losses (log-variance, KL) on the runtime's path simulator |
 //! | [`target`] | [`target::TrainTarget`]: batched targets; config-file targets; logistic regression |
 //! | [`network`] | the control network as autodiff ops (the runtime's architecture, batched) |

@@ -82,22 +82,12 @@ fn uniform_sym(rng: &mut PathRng, a: f32) -> f32 {
     a * (2.0 * u - 1.0)
 }
 
-/// Fan-in of the linear layer a weight or bias belongs to.
-fn fan_in(shape: &NetworkShape, p: Param) -> usize {
-    let (d, c) = (shape.d as usize, shape.channels as usize);
-    match p {
-        Param::TimeW1 | Param::TimeB1 | Param::ScoreW1 | Param::ScoreB1 => 2 * c,
-        Param::StateW | Param::StateB => d,
-        _ => c,
-    }
-}
-
 /// Initial value of one parameter tensor (MATH.md §5): phases `N(0, 1)`;
 /// linear layers PyTorch's default `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` for
 /// weights and biases; the output layer and `score.w2` zero, `score.b2 = 1`.
 /// The normals are the runtime's ([`fill_normals`]), the ones every sample
 /// path draws.
-fn init_tensor(shape: &NetworkShape, spec: ParamSpec, rng: &mut PathRng) -> Tensor {
+fn init_tensor(spec: ParamSpec, rng: &mut PathRng) -> Tensor {
     let (rows, cols) = (spec.rows, spec.cols);
     match spec.param {
         Param::TimePhase => {
@@ -107,8 +97,8 @@ fn init_tensor(shape: &NetworkShape, spec: ParamSpec, rng: &mut PathRng) -> Tens
         }
         Param::OutW | Param::OutB | Param::ScoreW2 => Tensor::zeros(rows, cols),
         Param::ScoreB2 => Tensor::full(rows, cols, 1.0),
-        p => {
-            let a = 1.0 / (fan_in(shape, p) as f32).sqrt();
+        _ => {
+            let a = 1.0 / (spec.fan_in as f32).sqrt();
             Tensor::from_fn(rows, cols, |_, _| uniform_sym(rng, a))
         }
     }
@@ -122,7 +112,7 @@ impl BatchedNetwork {
         shape.validate().expect("invalid network shape");
         let ids = shape
             .params()
-            .map(|spec| params.add(spec.param.to_string(), init_tensor(&shape, spec, rng)))
+            .map(|spec| params.add(spec.param.to_string(), init_tensor(spec, rng)))
             .collect();
         Self { shape, ids }
     }

@@ -14,10 +14,11 @@
 //! records what the run was for ([`Identity`]) and a resume for something
 //! else is refused.
 
+use std::fmt;
 use std::fs;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use diffctl_runtime::network::NetworkShape;
 use diffctl_runtime::weights::{crc32, encode_with, Header, Model};
@@ -28,7 +29,70 @@ use crate::io::write_atomic;
 use crate::network::BatchedNetwork;
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema, LrSchedule};
 use crate::streams;
-use crate::train::{RunOptions, TrainError};
+
+/// Where to checkpoint, whether to resume, and a stop flag (Ctrl-C).
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions<'a> {
+    pub checkpoint: Option<PathBuf>,
+    pub resume: bool,
+    /// Checked before and after every iteration: once set, training stops
+    /// and exports the model of the last completed iteration (an iteration
+    /// during which it was set is discarded).
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// Why training or fitting stopped without a model. `Display` is one line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainError {
+    Config(String),
+    /// The target returned NaN for `log rho` at the end of `paths` of the
+    /// iteration's `batch` paths.
+    TargetNan {
+        iteration: usize,
+        paths: usize,
+        batch: usize,
+    },
+    Diverged {
+        /// What ran: "training" or "fitting" ([`Objective::run_name`]).
+        run: &'static str,
+        iteration: usize,
+        what: String,
+        checkpoint: Option<PathBuf>,
+    },
+    Io(String),
+}
+
+impl fmt::Display for TrainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrainError::Config(e) => write!(f, "invalid configuration: {e}"),
+            TrainError::TargetNan {
+                iteration,
+                paths,
+                batch,
+            } => write!(
+                f,
+                "the target's log-density is NaN at iteration {iteration}, on {paths} of {batch} \
+                 paths (return -inf outside a support, never NaN)"
+            ),
+            TrainError::Diverged {
+                run,
+                iteration,
+                what,
+                checkpoint,
+            } => {
+                write!(f, "{run} diverged at iteration {iteration}: {what}")?;
+                match checkpoint {
+                    Some(p) => write!(f, "; the last good checkpoint is {}", p.display()),
+                    None => write!(f, "; no checkpoint was written"),
+                }
+            }
+            TrainError::Io(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
 
 /// The optimiser's settings (keys shared by `TrainConfig` and `FitConfig`).
 #[derive(Clone, Copy, Debug)]
@@ -48,6 +112,42 @@ pub struct Settings {
     pub checkpoint_every: usize,
 }
 
+/// Largest batch training and fitting take (paths, or data samples).
+pub const MAX_BATCH: usize = 1 << 20;
+/// Most iterations a run takes.
+pub const MAX_ITERATIONS: usize = 1 << 40;
+
+impl Settings {
+    /// Checks the optimiser's settings; the message names the bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.iterations {
+            0 => return Err("iterations must be at least 1".into()),
+            n if n > MAX_ITERATIONS => {
+                return Err(format!(
+                    "iterations must be at most {MAX_ITERATIONS}, got {n}"
+                ))
+            }
+            _ => {}
+        }
+        for (name, v) in [
+            ("lr", self.lr),
+            ("lr_final", self.lr_final),
+            ("clip", self.clip),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} must be finite and positive, got {v}"));
+            }
+        }
+        if !(self.ema_decay.is_finite() && (0.0..1.0).contains(&self.ema_decay)) {
+            return Err(format!(
+                "ema_decay must be in [0, 1), got {}",
+                self.ema_decay
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Parameters, their EMA, Adam's moments and the iterations done.
 pub struct Optimiser {
     pub params: Params,
@@ -59,6 +159,35 @@ pub struct Optimiser {
     pub iteration: usize,
     /// Wall time of the iterations so far, across resumptions.
     pub seconds: f64,
+}
+
+/// Where a run stands after an iteration: the part of the progress report
+/// that training and fitting share.
+#[derive(Clone, Copy, Debug)]
+pub struct Step {
+    /// Iterations done so far.
+    pub iteration: usize,
+    pub iterations: usize,
+    /// This iteration's loss (a batch estimate).
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub lr: f32,
+    /// Wall time of the iterations so far, across resumptions.
+    pub elapsed: Duration,
+}
+
+impl Step {
+    /// The step `opt` has just completed with `update`, of `iterations`.
+    pub fn new(opt: &Optimiser, update: &Update, iterations: usize) -> Self {
+        Step {
+            iteration: opt.iteration,
+            iterations,
+            loss: update.loss,
+            grad_norm: update.grad_norm,
+            lr: update.lr,
+            elapsed: Duration::from_secs_f64(opt.seconds),
+        }
+    }
 }
 
 /// What an iteration's update did.
@@ -136,6 +265,8 @@ pub struct Identity {
 
 /// What a run optimises.
 pub trait Objective {
+    /// What runs, for messages: "training" or "fitting".
+    fn run_name(&self) -> &'static str;
     /// The loss of iteration `k`, its gradients accumulated into
     /// `params.grads` (zeroed before the call).
     fn loss(&mut self, k: usize, params: &mut Params) -> Result<f64, TrainError>;
@@ -194,6 +325,7 @@ pub fn optimise(
             break;
         }
         let update = opt.update(loss).map_err(|what| TrainError::Diverged {
+            run: obj.run_name(),
             iteration: k,
             what,
             checkpoint: last_checkpoint.clone(),

@@ -3,10 +3,12 @@
 //! Everything random comes from the runtime's counter-based streams
 //! [`stream(seed, index)`](diffctl_runtime::normal::stream). The runtime
 //! gives sample `i` under seed `s` the stream `stream(s, i)`: indices count up
-//! from 0. The trainer's own purposes take indices counted down from
-//! `u64::MAX`, far from any sample index, so a run's draws are functions of
-//! `(seed, purpose, k)` only: not of thread counts or of the order work is
-//! done in.
+//! from 0. The trainer's own purposes take indices near `2^63` or counted
+//! down from `u64::MAX`, far from any sample index, so a run's draws are
+//! functions of `(seed, purpose, k)` only: not of thread counts or of the
+//! order work is done in. (Rows of data sets, exact target samples and the
+//! likelihood bound's paths are samples in this sense: they take
+//! `stream(seed, i)` under their own seed.)
 //!
 //! | function | stream | used by |
 //! |---|---|---|
@@ -17,8 +19,13 @@
 //! | [`validation`] | first word of `stream(seed, u64::MAX - 0x7A1)` | fit: the validation set's times and noise |
 //! | [`validation_order`] | `stream(validation seed, u64::MAX)` | fit: the shuffle of the validation strata |
 //! | [`split`] | `stream(seed, u64::MAX - 7)` | fit: the train/validation split |
+//! | [`resample`] | `stream(seed, 2^63)` | `sample --resample`: the systematic resampling's offset |
+//! | [`SW2_TRUTH_SEED`] | a fixed seed | the exact target samples the sliced W2 compares with |
+//! | [`SW2_DIRECTION_SEED`] | a fixed seed | the sliced W2's projection directions |
 //!
 //! Within a purpose, row `i` takes `stream(purpose seed, i)`, as samples do.
+//! The two fixed seeds are far from the small seeds models are sampled
+//! with, so the reference samples never coincide with a model's.
 //!
 //! Two of these share an index with [`iteration`] under the same seed:
 //! [`split`] with iteration 7 and [`validation`] with iteration 1953 (the
@@ -31,6 +38,11 @@
 
 use diffctl_runtime::normal::{stream, PathRng};
 use rand_core::Rng;
+
+/// Seed of the exact target samples behind the report's sliced W2.
+pub const SW2_TRUTH_SEED: u64 = 0x7377_325f_7472_7574;
+/// Seed of the projection directions behind the report's sliced W2.
+pub const SW2_DIRECTION_SEED: u64 = 0x7377_325f_6469_7273;
 
 /// Network initialisation.
 pub fn init(seed: u64) -> PathRng {
@@ -65,4 +77,11 @@ pub fn validation_order(validation_seed: u64) -> PathRng {
 /// Fit: the shuffle that splits the data into training and validation rows.
 pub fn split(seed: u64) -> PathRng {
     stream(seed, u64::MAX - 7)
+}
+
+/// `sample --resample`: the stream of the systematic resampling's offset
+/// for paths sampled under `seed` (index `2^63`, next to [`init`]'s and far
+/// from the paths' own indices, so the offset is independent of the paths).
+pub fn resample(seed: u64) -> PathRng {
+    stream(seed, u64::MAX / 2 + 1)
 }

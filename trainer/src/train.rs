@@ -9,10 +9,7 @@
 //! and thread count therefore give bit-identical weights, and a run resumed
 //! from a checkpoint continues exactly as the uninterrupted run would.
 
-use std::fmt;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use diffctl_runtime::integrate::Scheme;
 use diffctl_runtime::prelude::*;
@@ -23,7 +20,10 @@ use crate::autodiff::{Params, Tensor};
 use crate::eval::{self, CostForm, EvalReport, SampleOptions, Samples};
 pub use crate::losses::Loss;
 use crate::losses::Rollout;
-use crate::optimise::{export, optimise, Identity, Objective, Optimiser, Settings, Update};
+use crate::optimise::{
+    export, optimise, Identity, Objective, Optimiser, RunOptions, Settings, Step, TrainError,
+    Update, MAX_BATCH,
+};
 use crate::parallel::DataParallel;
 use crate::streams;
 use crate::target::TrainTarget;
@@ -197,12 +197,25 @@ impl TrainConfig {
         }
     }
 
+    /// The optimiser's settings (no warm-up).
+    pub fn settings(&self) -> Settings {
+        Settings {
+            iterations: self.iterations,
+            lr: self.lr,
+            lr_final: self.lr_final,
+            warmup: 0,
+            clip: self.clip,
+            ema_decay: self.ema_decay,
+            seed: self.seed,
+            checkpoint_every: self.checkpoint_every,
+        }
+    }
+
     /// Checks every setting; the message names the bad one.
     pub fn validate(&self) -> Result<(), String> {
         let positive = [
             ("batch", self.batch),
             ("steps", self.steps),
-            ("iterations", self.iterations),
             ("threads", self.threads),
             ("eval_samples", self.eval_samples),
         ];
@@ -212,7 +225,7 @@ impl TrainConfig {
             }
         }
         let at_most = [
-            ("batch", self.batch, 1 << 20),
+            ("batch", self.batch, MAX_BATCH),
             (
                 "steps",
                 self.steps,
@@ -220,7 +233,6 @@ impl TrainConfig {
             ),
             ("threads", self.threads, crate::parallel::MAX_THREADS),
             ("eval_samples", self.eval_samples, eval::MAX_SAMPLES),
-            ("iterations", self.iterations, 1 << 40),
         ];
         for (name, v, max) in at_most {
             if v > max {
@@ -230,21 +242,7 @@ impl TrainConfig {
         if self.batch < 2 {
             return Err("batch must be at least 2 (the log-variance loss needs a spread)".into());
         }
-        for (name, v) in [
-            ("lr", self.lr),
-            ("lr_final", self.lr_final),
-            ("clip", self.clip),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("{name} must be finite and positive, got {v}"));
-            }
-        }
-        if !(self.ema_decay.is_finite() && (0.0..1.0).contains(&self.ema_decay)) {
-            return Err(format!(
-                "ema_decay must be in [0, 1), got {}",
-                self.ema_decay
-            ));
-        }
+        self.settings().validate()?;
         let explore = self.explore();
         if !(explore.is_finite() && (1.0..=MAX_EXPLORE).contains(&explore)) {
             return Err(format!(
@@ -288,28 +286,12 @@ impl TrainConfig {
     }
 }
 
-/// Where to checkpoint, whether to resume, and a stop flag (Ctrl-C).
-#[derive(Clone, Debug, Default)]
-pub struct RunOptions<'a> {
-    pub checkpoint: Option<PathBuf>,
-    pub resume: bool,
-    /// Checked before and after every iteration: once set, training stops
-    /// and exports the model of the last completed iteration (an iteration
-    /// during which it was set is discarded).
-    pub stop: Option<&'a AtomicBool>,
-}
-
 /// Reported after every iteration.
 #[derive(Clone, Debug)]
 pub struct Progress {
-    /// Iterations done so far.
-    pub iteration: usize,
-    pub iterations: usize,
-    pub loss: f64,
-    pub grad_norm: f64,
-    pub lr: f32,
+    pub step: Step,
+    /// The latest periodic evaluation, if any.
     pub last_eval: Option<EvalReport>,
-    pub elapsed: Duration,
 }
 
 /// What a finished (or interrupted) run produced.
@@ -329,56 +311,6 @@ pub struct TrainOutcome {
     pub interrupted: bool,
 }
 
-/// Why training stopped without a model. `Display` is one line.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TrainError {
-    Config(String),
-    /// The target returned NaN for `log rho` at the end of `paths` of the
-    /// iteration's `batch` paths.
-    TargetNan {
-        iteration: usize,
-        paths: usize,
-        batch: usize,
-    },
-    Diverged {
-        iteration: usize,
-        what: String,
-        checkpoint: Option<PathBuf>,
-    },
-    Io(String),
-}
-
-impl fmt::Display for TrainError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TrainError::Config(e) => write!(f, "invalid configuration: {e}"),
-            TrainError::TargetNan {
-                iteration,
-                paths,
-                batch,
-            } => write!(
-                f,
-                "the target's log-density is NaN at iteration {iteration}, on {paths} of {batch} \
-                 paths (return -inf outside a support, never NaN)"
-            ),
-            TrainError::Diverged {
-                iteration,
-                what,
-                checkpoint,
-            } => {
-                write!(f, "training diverged at iteration {iteration}: {what}")?;
-                match checkpoint {
-                    Some(p) => write!(f, "; the last good checkpoint is {}", p.display()),
-                    None => write!(f, "; no checkpoint was written"),
-                }
-            }
-            TrainError::Io(e) => f.write_str(e),
-        }
-    }
-}
-
-impl std::error::Error for TrainError {}
-
 /// Trains a control network for `target` as `cfg` says; see the module docs.
 pub fn train(
     cfg: &TrainConfig,
@@ -397,16 +329,7 @@ pub fn train(
         ..cfg.clone()
     };
     let header = cfg.header(target);
-    let settings = Settings {
-        iterations: cfg.iterations,
-        lr: cfg.lr,
-        lr_final: cfg.lr_final,
-        warmup: 0,
-        clip: cfg.clip,
-        ema_decay: cfg.ema_decay,
-        seed: cfg.seed,
-        checkpoint_every: cfg.checkpoint_every,
-    };
+    let settings = cfg.settings();
     let (net, mut opt) = Optimiser::new(&settings, header.shape);
     let mut training = Training {
         cfg,
@@ -464,6 +387,10 @@ struct Training<'a> {
 }
 
 impl Objective for Training<'_> {
+    fn run_name(&self) -> &'static str {
+        "training"
+    }
+
     fn loss(&mut self, k: usize, params: &mut Params) -> Result<f64, TrainError> {
         let cfg = self.cfg;
         let seed = streams::iteration(cfg.seed, k);
@@ -528,13 +455,8 @@ impl Objective for Training<'_> {
             self.last_eval = Some(eval::report(&samples, Some(self.target), cfg.cost));
         }
         (self.on_progress)(&Progress {
-            iteration: done,
-            iterations: cfg.iterations,
-            loss: update.loss,
-            grad_norm: update.grad_norm,
-            lr: update.lr,
+            step: Step::new(opt, update, cfg.iterations),
             last_eval: self.last_eval.clone(),
-            elapsed: Duration::from_secs_f64(opt.seconds),
         });
         Ok(false)
     }

@@ -6,7 +6,7 @@ use diffctl_runtime::target::{Builtin, GaussianMixture};
 use diffctl_trainer::data::Toy;
 use diffctl_trainer::dsm::{fit, FitConfig};
 use diffctl_trainer::eval::{sample_params, SampleOptions};
-use diffctl_trainer::train::RunOptions;
+use diffctl_trainer::optimise::RunOptions;
 
 fn gmm_cfg() -> FitConfig {
     FitConfig {
@@ -56,7 +56,7 @@ fn resumed_fit_equals_uninterrupted_fit() {
             stop: Some(&stop),
         },
         &mut |p| {
-            if p.iteration == 13 {
+            if p.step.iteration == 13 {
                 stop.store(true, Ordering::SeqCst);
             }
         },
@@ -140,7 +140,7 @@ fn early_stopping_keeps_the_best_validated_weights() {
     let mut seen = Vec::new();
     let out = fit(&data, &cfg, &RunOptions::default(), &mut |p| {
         if let Some(v) = p.validation_loss {
-            seen.push((p.iteration, v));
+            seen.push((p.step.iteration, v));
         }
     })
     .unwrap();
@@ -217,12 +217,12 @@ fn dsm_learns_gmm() {
         if let Some(v) = p.validation_loss {
             eprintln!(
                 "{:5} loss {:.4} val {:.4} |g| {:.3} lr {:.2e} {:.1}s",
-                p.iteration,
-                p.loss,
+                p.step.iteration,
+                p.step.loss,
                 v,
-                p.grad_norm,
-                p.lr,
-                p.elapsed.as_secs_f64()
+                p.step.grad_norm,
+                p.step.lr,
+                p.step.elapsed.as_secs_f64()
             );
         }
     })

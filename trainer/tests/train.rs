@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use diffctl_runtime::prelude::*;
 use diffctl_trainer::eval::{sample_file, SampleOptions};
+use diffctl_trainer::optimise::{RunOptions, TrainError};
 use diffctl_trainer::target::Known;
-use diffctl_trainer::train::{train, Loss, RunOptions, TrainConfig, TrainError};
+use diffctl_trainer::train::{train, Loss, TrainConfig};
 
 fn gmm() -> Known {
     Known::preset("gmm").unwrap()
@@ -51,6 +52,15 @@ fn same_seed_and_threads_give_identical_weights() {
     }
 }
 
+/// Checkpoints to `path`, resuming from it when `resume`; no stop flag.
+fn checkpointed(path: &std::path::Path, resume: bool) -> RunOptions<'static> {
+    RunOptions {
+        checkpoint: Some(path.to_path_buf()),
+        resume,
+        stop: None,
+    }
+}
+
 #[test]
 fn resumed_run_equals_uninterrupted_run() {
     let dir = std::env::temp_dir().join(format!("diffctl-resume-{}", std::process::id()));
@@ -68,7 +78,7 @@ fn resumed_run_equals_uninterrupted_run() {
         stop: Some(&stop),
     };
     let first = train(&cfg, &gmm(), &opts, &mut |p| {
-        if p.iteration == 3 {
+        if p.step.iteration == 3 {
             stop.store(true, Ordering::SeqCst);
         }
     })
@@ -76,17 +86,7 @@ fn resumed_run_equals_uninterrupted_run() {
     assert!(first.interrupted);
     assert_eq!(first.iterations, 3);
     assert!(ckpt.exists() && !dir.join("run.ckpt.tmp").exists());
-    let resumed = train(
-        &cfg,
-        &gmm(),
-        &RunOptions {
-            checkpoint: Some(ckpt.clone()),
-            resume: true,
-            stop: None,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    let resumed = train(&cfg, &gmm(), &checkpointed(&ckpt, true), &mut |_| {}).unwrap();
     assert_eq!(resumed.iterations, 20);
     assert_eq!(resumed.weights, straight, "resumed weights differ");
 
@@ -95,11 +95,7 @@ fn resumed_run_equals_uninterrupted_run() {
         lr: 1e-3,
         ..cfg.clone()
     };
-    let resume = RunOptions {
-        checkpoint: Some(ckpt),
-        resume: true,
-        stop: None,
-    };
+    let resume = checkpointed(&ckpt, true);
     let err = train(&other, &gmm(), &resume, &mut |_| {}).unwrap_err();
     assert!(matches!(err, TrainError::Config(_)), "{err}");
     // And one from another target of the same dimension.
@@ -121,17 +117,7 @@ fn divergence_stops_with_the_iteration_and_keeps_the_checkpoint() {
         checkpoint_every: 1,
         ..tiny(50)
     };
-    let err = train(
-        &cfg,
-        &gmm(),
-        &RunOptions {
-            checkpoint: Some(ckpt.clone()),
-            resume: false,
-            stop: None,
-        },
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = train(&cfg, &gmm(), &checkpointed(&ckpt, false), &mut |_| {}).unwrap_err();
     let TrainError::Diverged {
         iteration,
         checkpoint,

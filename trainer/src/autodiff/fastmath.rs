@@ -1,9 +1,10 @@
 //! Branch-free f32 `erf` and `exp` that the compiler vectorises.
 //!
 //! GELU is evaluated ~10^7 times per training iteration (3 layers x 64
-//! channels x batch 512 x 100 steps, forward and backward). `libm::erff`
-//! costs ~12 ns per call here, which alone would take ~2.5x the whole
-//! iteration budget, so GELU uses these rational/polynomial forms instead.
+//! channels x batch 512 x 100 steps, forward and backward). `libm::erff` is
+//! a branchy scalar call that alone would cost more than the whole iteration
+//! (`benches/README.md`, "Measurements behind design choices"), so GELU uses
+//! these rational/polynomial forms instead.
 //! Both are checked against libm below: |erf error| < 5e-7 absolute (< 8 ulp
 //! near |erf| = 1) and < 4 ulp relative near 0,
 //! exp relative error < 4 ulp. Plain multiplies and adds (no `mul_add`,

@@ -15,7 +15,7 @@
 //! let mut g = Tape::new();
 //! let x = g.constant(Tensor::new(3, 2, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
 //! let wv = g.param(&params, w);
-//! let y = g.matmul_nt(x, wv); // [3, 1]
+//! let y = g.matmul_t(x, false, wv, true); // x w^T: [3, 1]
 //! let y2 = g.square(y);
 //! let loss = g.mean(y2);
 //! g.backward(loss, &mut params.grads);

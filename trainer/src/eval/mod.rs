@@ -22,8 +22,7 @@ pub mod sample;
 pub use diffctl_runtime::integrate::CostForm;
 pub use estimates::{estimates, Estimates};
 pub use report::{
-    report, sliced_w2_vs_target, CoordStats, EvalReport, ModeShare, Versus, SW2_DIRECTION_SEED,
-    SW2_SAMPLES, SW2_TRUTH_SEED,
+    report, sliced_w2_vs_target, CoordStats, EvalReport, ModeShare, Versus, SW2_SAMPLES,
 };
 pub use sample::{
     check_target, file_target, resample, sample_file, sample_params, EvalError, SampleOptions,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{estimates, CostForm, Estimates, Samples};
 use crate::data::exact_samples;
 use crate::distance;
+use crate::streams::{SW2_DIRECTION_SEED, SW2_TRUTH_SEED};
 use crate::target::TrainTarget;
 
 /// An estimate from the raw samples beside its true value, and the
@@ -64,7 +65,7 @@ pub struct EvalReport {
     pub modes: Option<Vec<ModeShare>>,
     /// Sliced Wasserstein-2 distance ([`crate::distance`]) between the first
     /// `min(n, SW2_SAMPLES)` model samples and as many exact samples of the
-    /// target (seed [`SW2_TRUTH_SEED`]); `None` without an exact sampler.
+    /// target (seed [`SW2_TRUTH_SEED`](crate::streams::SW2_TRUTH_SEED)); `None` without an exact sampler.
     #[serde(default)]
     pub sliced_w2: Option<f64>,
     /// Per coordinate: raw and importance-weighted mean and std.
@@ -74,11 +75,6 @@ pub struct EvalReport {
 
 /// Most samples per side entering [`EvalReport::sliced_w2`].
 pub const SW2_SAMPLES: usize = 20_000;
-/// Seed of the exact target samples behind [`EvalReport::sliced_w2`] (fixed,
-/// and far from the small seeds models are sampled with).
-pub const SW2_TRUTH_SEED: u64 = 0x7377_325f_7472_7574;
-/// Seed of the projection directions behind [`EvalReport::sliced_w2`].
-pub const SW2_DIRECTION_SEED: u64 = 0x7377_325f_6469_7273;
 /// Modes expected fewer times than this in `n` samples are left out of
 /// [`EvalReport::worst_mode_ratio`].
 pub const MIN_EXPECTED_COUNT: f64 = 10.0;

@@ -265,7 +265,7 @@ impl Samples {
 }
 
 /// `m` draws from weighted samples by systematic resampling: weights
-/// `exp(-R_disc)`, one uniform offset drawn from `stream(seed, 0)`, draw `k`
+/// `exp(-R_disc)`, one uniform offset `u` from [`crate::streams::resample`], draw `k`
 /// the sample whose cumulative weight first exceeds `(k + u) / m`. The
 /// draws approximate the target (as well as the weights allow: see the ESS
 /// and `k-hat`); they carry no costs. Errors without costs or with no
@@ -286,7 +286,7 @@ pub fn resample(samples: &Samples, m: usize, seed: u64) -> Result<Samples, EvalE
     }
     let w: Vec<f64> = costs.iter().map(|c| (-c.r_disc - max).exp()).collect();
     let total: f64 = w.iter().sum();
-    let u = diffctl_runtime::normal::uniform_f64(&mut diffctl_runtime::normal::stream(seed, 0));
+    let u = diffctl_runtime::normal::uniform_f64(&mut crate::streams::resample(seed));
     let mut xs = Vec::with_capacity(m * d);
     let (mut i, mut cum) = (0usize, w[0] / total);
     for k in 0..m {

@@ -2,8 +2,8 @@
 //!
 //! `matrixmultiply` copies ("packs") both operands into panels at every
 //! call. For the control network's products (`[n, 64] x [64, 64]` and their
-//! backward forms) the copying cost about as much as the arithmetic (issue
-//! 16's profile). Here the output's columns are the vector lanes: a tile of
+//! backward forms) the copying cost about as much as the arithmetic
+//! (`benches/README.md`, "Measurements behind design choices"). Here the output's columns are the vector lanes: a tile of
 //! `R` rows by `16 NV` columns of `C` lives in registers while `k` runs,
 //! each step broadcasting one element of `A` per row and loading one row of
 //! `B`, which stays in L1 (`B` is at most a 64 x 64 weight matrix or a

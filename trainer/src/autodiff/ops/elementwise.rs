@@ -10,7 +10,6 @@
 //! | add     | a + b          | 1              | 1                 |
 //! | sub     | a - b          | 1              | -1                |
 //! | mul     | a b            | b              | a                 |
-//! | div     | a / b          | 1 / b          | -a / b^2          |
 
 use crate::autodiff::fastmath;
 use crate::autodiff::graph::{Back, Graph, Mode, Op, Var};
@@ -20,7 +19,6 @@ pub(crate) enum Binary {
     Add,
     Sub,
     Mul,
-    Div,
 }
 
 pub(crate) struct BinaryOp {
@@ -130,7 +128,6 @@ impl BinaryOp {
                     accumulate(ga, sa, gy, c, (a, sa), (b, sb), |_, _, g| g)
                 }
                 Binary::Mul => accumulate(ga, sa, gy, c, (a, sa), (b, sb), |_, y, g| g * y),
-                Binary::Div => accumulate(ga, sa, gy, c, (a, sa), (b, sb), |_, y, g| g / y),
             }
         }
         if let Some(gb) = ctx.grad(self.b) {
@@ -138,9 +135,6 @@ impl BinaryOp {
                 Binary::Add => accumulate(gb, sb, gy, c, (a, sa), (b, sb), |_, _, g| g),
                 Binary::Sub => accumulate(gb, sb, gy, c, (a, sa), (b, sb), |_, _, g| -g),
                 Binary::Mul => accumulate(gb, sb, gy, c, (a, sa), (b, sb), |x, _, g| g * x),
-                Binary::Div => {
-                    accumulate(gb, sb, gy, c, (a, sa), (b, sb), |x, y, g| -g * x / (y * y))
-                }
             }
         }
     }
@@ -152,9 +146,6 @@ pub(crate) enum Unary {
     Neg,
     Scale(f32),
     Square,
-    Sqrt,
-    Exp,
-    Log,
     Sin,
     Cos,
     Gelu,
@@ -200,9 +191,6 @@ impl UnaryOp {
             Unary::Neg => acc(gx, gy, x, y, |_, _| -1.0),
             Unary::Scale(c) => acc(gx, gy, x, y, |_, _| c),
             Unary::Square => acc(gx, gy, x, y, |x, _| 2.0 * x),
-            Unary::Sqrt => acc(gx, gy, x, y, |_, y| 0.5 / y),
-            Unary::Exp => acc(gx, gy, x, y, |_, y| y),
-            Unary::Log => acc(gx, gy, x, y, |x, _| 1.0 / x),
             Unary::Sin => acc(gx, gy, x, y, |x, _| libm::cosf(x)),
             Unary::Cos => acc(gx, gy, x, y, |x, _| -libm::sinf(x)),
             Unary::Gelu => {
@@ -222,7 +210,6 @@ impl<M: Mode> Graph<M> {
             Binary::Add => binary_kernel(&mut out, cols, da, sa, db, sb, |x, y| x + y),
             Binary::Sub => binary_kernel(&mut out, cols, da, sa, db, sb, |x, y| x - y),
             Binary::Mul => binary_kernel(&mut out, cols, da, sa, db, sb, |x, y| x * y),
-            Binary::Div => binary_kernel(&mut out, cols, da, sa, db, sb, |x, y| x / y),
         }
         self.push(rows, cols, out, &[a, b], || {
             Op::Binary(BinaryOp { kind, a, b })
@@ -244,11 +231,6 @@ impl<M: Mode> Graph<M> {
         self.binary(Binary::Mul, a, b)
     }
 
-    /// `a / b` elementwise (broadcasting).
-    pub fn div(&mut self, a: Var, b: Var) -> Var {
-        self.binary(Binary::Div, a, b)
-    }
-
     fn unary(&mut self, kind: Unary, x: Var) -> Var {
         let mut out = self.alloc(x.len());
         if kind == Unary::Gelu && self.requires_grad(x) {
@@ -267,9 +249,6 @@ impl<M: Mode> Graph<M> {
             Unary::Neg => map(&mut out, xs, |v| -v),
             Unary::Scale(c) => map(&mut out, xs, |v| c * v),
             Unary::Square => map(&mut out, xs, |v| v * v),
-            Unary::Sqrt => map(&mut out, xs, libm::sqrtf),
-            Unary::Exp => map(&mut out, xs, libm::expf),
-            Unary::Log => map(&mut out, xs, libm::logf),
             Unary::Sin => map(&mut out, xs, libm::sinf),
             Unary::Cos => map(&mut out, xs, libm::cosf),
             Unary::Gelu => fastmath::gelu_forward(&mut out, xs),
@@ -292,15 +271,6 @@ impl<M: Mode> Graph<M> {
     }
     pub fn square(&mut self, x: Var) -> Var {
         self.unary(Unary::Square, x)
-    }
-    pub fn sqrt(&mut self, x: Var) -> Var {
-        self.unary(Unary::Sqrt, x)
-    }
-    pub fn exp(&mut self, x: Var) -> Var {
-        self.unary(Unary::Exp, x)
-    }
-    pub fn log(&mut self, x: Var) -> Var {
-        self.unary(Unary::Log, x)
     }
     pub fn sin(&mut self, x: Var) -> Var {
         self.unary(Unary::Sin, x)
@@ -325,9 +295,8 @@ mod tests {
     fn grad_binary_same_shape() {
         let mut rng = test_rng(10);
         let a = rand_tensor(&mut rng, 4, 3);
-        // b away from 0 so that division is smooth on the finite-difference stencil.
         let b = rand_range(&mut rng, 4, 3, 0.5, 1.5);
-        for kind in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div] {
+        for kind in [Binary::Add, Binary::Sub, Binary::Mul] {
             check_gradients(&[a.clone(), b.clone()], |g, v| g.binary(kind, v[0], v[1]));
         }
     }
@@ -339,7 +308,7 @@ mod tests {
         let shapes = [(1, 3), (4, 1), (1, 1)];
         for (r, c) in shapes {
             let small = rand_range(&mut rng, r, c, 0.5, 1.5);
-            for kind in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div] {
+            for kind in [Binary::Add, Binary::Sub, Binary::Mul] {
                 // small on the right and on the left
                 check_gradients(&[full.clone(), small.clone()], |g, v| {
                     g.binary(kind, v[0], v[1])
@@ -374,21 +343,16 @@ mod tests {
     fn grad_unary() {
         let mut rng = test_rng(12);
         let x = rand_range(&mut rng, 3, 4, -2.0, 2.0);
-        let pos = rand_range(&mut rng, 3, 4, 0.5, 2.0);
         let kinds = [
             Unary::Neg,
             Unary::Scale(-1.7),
             Unary::Square,
-            Unary::Exp,
             Unary::Sin,
             Unary::Cos,
             Unary::Gelu,
         ];
         for kind in kinds {
             check_gradients(std::slice::from_ref(&x), |g, v| g.unary(kind, v[0]));
-        }
-        for kind in [Unary::Log, Unary::Sqrt] {
-            check_gradients(std::slice::from_ref(&pos), |g, v| g.unary(kind, v[0]));
         }
     }
 
@@ -414,12 +378,12 @@ mod tests {
 
     #[test]
     fn value_used_several_times_accumulates() {
-        // f(x) = x * x + 3 x + exp(x): df/dx = 2x + 3 + exp(x)
+        // f(x) = x * x + 3 x + sin(x): df/dx = 2x + 3 + cos(x)
         let x = rand_tensor(&mut test_rng(13), 2, 3);
         check_gradients(std::slice::from_ref(&x), |g, v| {
             let xx = g.mul(v[0], v[0]);
             let x3 = g.scale(v[0], 3.0);
-            let ex = g.exp(v[0]);
+            let ex = g.sin(v[0]);
             let s = g.add(xx, x3);
             g.add(s, ex)
         });
@@ -429,14 +393,14 @@ mod tests {
         let v = g.param(&params, id);
         let xx = g.mul(v, v);
         let x3 = g.scale(v, 3.0);
-        let ex = g.exp(v);
+        let ex = g.sin(v);
         let s = g.add(xx, x3);
         let f = g.add(s, ex);
         let l = g.sum(f);
         let mut grads = Grads::zeros_like(&params);
         g.backward(l, &mut grads);
         for (gv, xv) in grads.tensors[0].data.iter().zip(&x.data) {
-            let want = 2.0 * xv + 3.0 + libm::expf(*xv);
+            let want = 2.0 * xv + 3.0 + libm::cosf(*xv);
             assert!((gv - want).abs() < 1e-5, "{gv} vs {want}");
         }
     }
@@ -457,7 +421,7 @@ mod tests {
         g.backward(l, &mut grads);
         assert_eq!(grads.tensors[0].data, x.data);
         // A function of detached values only has no gradient at all.
-        let e = g.exp(d);
+        let e = g.sin(d);
         assert!(!g.requires_grad(e));
     }
 }

@@ -239,11 +239,6 @@ impl<M: Mode> Graph<M> {
         self.matmul_t(a, false, b, false)
     }
 
-    /// `a b^T`.
-    pub fn matmul_nt(&mut self, a: Var, b: Var) -> Var {
-        self.matmul_t(a, false, b, true)
-    }
-
     /// Dense layer `y = x W^T + b` with `W` `[out, in]` and `b` `[1, out]`
     /// (PyTorch's `Linear` layout), in one pass: `b` is broadcast into the
     /// output, then GEMM accumulates onto it.
@@ -357,7 +352,7 @@ mod tests {
     fn grad_matmul_same_operand_twice() {
         // A A^T uses A through both operands: both contributions must add up.
         let a = rand_tensor(&mut test_rng(3), 3, 4);
-        check_gradients(&[a], |g, v| g.matmul_nt(v[0], v[0]));
+        check_gradients(&[a], |g, v| g.matmul_t(v[0], false, v[0], true));
     }
 
     #[test]
@@ -380,7 +375,7 @@ mod tests {
         let w = g.constant(rand_tensor(&mut rng, 3, 4));
         let b = g.constant(rand_tensor(&mut rng, 1, 3));
         let y1 = g.linear(x, w, Some(b));
-        let xw = g.matmul_nt(x, w);
+        let xw = g.matmul_t(x, false, w, true);
         let y2 = g.add(xw, b);
         for (p, q) in g.value(y1).data.iter().zip(&g.value(y2).data) {
             assert!((p - q).abs() < 1e-6);

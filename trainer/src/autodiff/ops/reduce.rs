@@ -5,7 +5,6 @@
 //! | op                 | forward                                | backward `dx_ij +=`              |
 //! |--------------------|----------------------------------------|----------------------------------|
 //! | sum (scale `s`)    | `y = s sum x`                          | `s gy`                           |
-//! | logsumexp_rows     | `y_j = log sum_i exp x_ij`             | `gy_j exp(x_ij - y_j)` (softmax) |
 //! | logsumexp_cols     | `y_i = log sum_j exp x_ij`             | `gy_i exp(x_ij - y_i)`           |
 //! | var_rows (ddof `k`)| `y_j = sum_i (x_ij - mu_j)^2 / (r - k)`| `gy_j 2 (x_ij - mu_j) / (r - k)` |
 //!
@@ -16,13 +15,10 @@ use crate::autodiff::graph::{Back, Graph, Mode, Op, Var};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Reduce {
-    /// `[r, c] -> [1, c]`, times `scale`.
-    SumRows(f32),
     /// `[r, c] -> [r, 1]`, times `scale`.
     SumCols(f32),
     /// `[r, c] -> [1, 1]`, times `scale`.
     SumAll(f32),
-    LogSumExpRows,
     LogSumExpCols,
     /// Variance down each column with divisor `rows - ddof`.
     VarRows {
@@ -60,13 +56,6 @@ impl ReduceOp {
             return;
         };
         match self.kind {
-            Reduce::SumRows(s) => {
-                for g in gx.chunks_exact_mut(cols) {
-                    for (g, &d) in g.iter_mut().zip(gy) {
-                        *g += s * d;
-                    }
-                }
-            }
             Reduce::SumCols(s) => {
                 for (i, g) in gx.chunks_exact_mut(cols).enumerate() {
                     let d = s * gy[i];
@@ -76,14 +65,6 @@ impl ReduceOp {
             Reduce::SumAll(s) => {
                 let d = s * gy[0];
                 gx.iter_mut().for_each(|g| *g += d);
-            }
-            Reduce::LogSumExpRows => {
-                for (i, g) in gx.chunks_exact_mut(cols).enumerate() {
-                    let xr = &x[i * cols..(i + 1) * cols];
-                    for ((g, &xv), (&yv, &d)) in g.iter_mut().zip(xr).zip(y.iter().zip(gy)) {
-                        *g += d * libm::expf(xv - yv);
-                    }
-                }
             }
             Reduce::LogSumExpCols => {
                 for (i, g) in gx.chunks_exact_mut(cols).enumerate() {
@@ -112,41 +93,18 @@ impl<M: Mode> Graph<M> {
         let (rows, cols) = x.shape();
         let xs = &self.values[x.id].data[..];
         let (orows, ocols) = match kind {
-            Reduce::SumRows(_) | Reduce::LogSumExpRows | Reduce::VarRows { .. } => (1, cols),
+            Reduce::VarRows { .. } => (1, cols),
             Reduce::SumCols(_) | Reduce::LogSumExpCols => (rows, 1),
             Reduce::SumAll(_) => (1, 1),
         };
         assert!(rows > 0 && cols > 0, "reduction of an empty tensor");
         let out: Vec<f32> = match kind {
-            Reduce::SumRows(s) => col_means(xs, cols)
-                .into_iter()
-                .map(|m| (m * rows as f64 * f64::from(s)) as f32)
-                .collect(),
             Reduce::SumCols(s) => xs
                 .chunks_exact(cols)
                 .map(|r| (r.iter().map(|&v| f64::from(v)).sum::<f64>() * f64::from(s)) as f32)
                 .collect(),
             Reduce::SumAll(s) => {
                 vec![(xs.iter().map(|&v| f64::from(v)).sum::<f64>() * f64::from(s)) as f32]
-            }
-            Reduce::LogSumExpRows => {
-                // y_j = m_j + log sum_i exp(x_ij - m_j), m_j = max_i x_ij (no overflow).
-                let mut m = vec![f32::NEG_INFINITY; cols];
-                for r in xs.chunks_exact(cols) {
-                    for (m, &v) in m.iter_mut().zip(r) {
-                        *m = m.max(v);
-                    }
-                }
-                let mut s = vec![0f64; cols];
-                for r in xs.chunks_exact(cols) {
-                    for ((s, &v), &m) in s.iter_mut().zip(r).zip(&m) {
-                        *s += f64::from(libm::expf(v - m));
-                    }
-                }
-                m.iter()
-                    .zip(&s)
-                    .map(|(&m, &s)| m + libm::log(s) as f32)
-                    .collect()
             }
             Reduce::LogSumExpCols => xs
                 .chunks_exact(cols)
@@ -176,10 +134,6 @@ impl<M: Mode> Graph<M> {
         self.push(orows, ocols, buf, &[x], || Op::Reduce(ReduceOp { kind, x }))
     }
 
-    /// Sum over rows: `[r, c] -> [1, c]`.
-    pub fn sum_rows(&mut self, x: Var) -> Var {
-        self.reduce(Reduce::SumRows(1.0), x)
-    }
     /// Sum over columns: `[r, c] -> [r, 1]` (e.g. `|u|^2` per sample).
     pub fn sum_cols(&mut self, x: Var) -> Var {
         self.reduce(Reduce::SumCols(1.0), x)
@@ -188,22 +142,9 @@ impl<M: Mode> Graph<M> {
     pub fn sum(&mut self, x: Var) -> Var {
         self.reduce(Reduce::SumAll(1.0), x)
     }
-    /// Mean over rows (the batch mean): `[r, c] -> [1, c]`.
-    pub fn mean_rows(&mut self, x: Var) -> Var {
-        self.reduce(Reduce::SumRows(1.0 / x.rows as f32), x)
-    }
-    /// Mean over columns: `[r, c] -> [r, 1]`.
-    pub fn mean_cols(&mut self, x: Var) -> Var {
-        self.reduce(Reduce::SumCols(1.0 / x.cols as f32), x)
-    }
     /// Mean of all elements: `-> [1, 1]`.
     pub fn mean(&mut self, x: Var) -> Var {
         self.reduce(Reduce::SumAll(1.0 / x.len() as f32), x)
-    }
-    /// `log sum_i exp x_ij` down each column: `[r, c] -> [1, c]`
-    /// (`log Z_is = logsumexp_rows(-R) - log N`).
-    pub fn logsumexp_rows(&mut self, x: Var) -> Var {
-        self.reduce(Reduce::LogSumExpRows, x)
     }
     /// `log sum_j exp x_ij` along each row: `[r, c] -> [r, 1]`
     /// (e.g. a mixture density over components).
@@ -227,23 +168,20 @@ mod tests {
     fn grad_sums_and_means() {
         let x = rand_tensor(&mut test_rng(20), 5, 3);
         let kinds = [
-            Reduce::SumRows(1.0),
             Reduce::SumCols(1.0),
+            Reduce::SumCols(0.5),
             Reduce::SumAll(1.0),
             Reduce::SumAll(0.25),
         ];
         for kind in kinds {
             check_gradients(std::slice::from_ref(&x), |g, v| g.reduce(kind, v[0]));
         }
-        check_gradients(std::slice::from_ref(&x), |g, v| g.mean_rows(v[0]));
-        check_gradients(std::slice::from_ref(&x), |g, v| g.mean_cols(v[0]));
         check_gradients(std::slice::from_ref(&x), |g, v| g.mean(v[0]));
     }
 
     #[test]
     fn grad_logsumexp_and_var() {
         let x = rand_range(&mut test_rng(21), 6, 3, -3.0, 3.0);
-        check_gradients(std::slice::from_ref(&x), |g, v| g.logsumexp_rows(v[0]));
         check_gradients(std::slice::from_ref(&x), |g, v| g.logsumexp_cols(v[0]));
         check_gradients(std::slice::from_ref(&x), |g, v| g.var_rows(v[0], 1));
         check_gradients(std::slice::from_ref(&x), |g, v| g.var_rows(v[0], 0));
@@ -253,13 +191,11 @@ mod tests {
     fn forward_values() {
         let mut g = Tape::new();
         let x = g.constant(Tensor::new(3, 2, vec![1.0, 2.0, 3.0, 4.0, 5.0, 9.0]));
-        let sr = g.sum_rows(x);
-        let sc = g.mean_cols(x);
+        let sc = g.sum_cols(x);
         let v = g.var_rows(x, 1);
-        let big = g.constant(Tensor::col(vec![1000.0, 1000.0]));
-        let l = g.logsumexp_rows(big);
-        assert_eq!(g.value(sr).data, vec![9.0, 15.0]);
-        assert_eq!(g.value(sc).data, vec![1.5, 3.5, 7.0]);
+        let big = g.constant(Tensor::row(vec![1000.0, 1000.0]));
+        let l = g.logsumexp_cols(big);
+        assert_eq!(g.value(sc).data, vec![3.0, 7.0, 14.0]);
         assert_eq!(g.value(v).data, vec![4.0, 13.0]);
         // no overflow: log(2 e^1000) = 1000 + log 2
         assert!((g.item(l) - (1000.0 + std::f32::consts::LN_2)).abs() < 1e-3);

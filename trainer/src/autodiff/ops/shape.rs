@@ -2,8 +2,6 @@
 //!
 //! * `concat_cols([a, b, ...])`: `[r, ca] ++ [r, cb] -> [r, ca + cb]`; backward
 //!   hands each part its block of columns of the output gradient.
-//! * `slice_cols(x, start, len)`: columns `start..start + len`; backward adds
-//!   the gradient into that block.
 //! * `rowwise_external(x, value, jac)`: a row-wise scalar function `f(x_i)`
 //!   evaluated outside the tape (e.g. `log rho` of a target with its score
 //!   `grad log rho`): value `[r, 1]`, Jacobian `[r, c]`, backward
@@ -14,7 +12,6 @@ use crate::autodiff::tensor::Tensor;
 
 pub(crate) enum ShapeOp {
     ConcatCols { parts: Vec<Var> },
-    SliceCols { x: Var, start: usize },
     External { x: Var, jac: Vec<f32> },
 }
 
@@ -32,15 +29,6 @@ impl ShapeOp {
                         }
                     }
                     offset += p.cols;
-                }
-            }
-            ShapeOp::SliceCols { x, start } => {
-                if let Some(gx) = ctx.grad(*x) {
-                    for (g, src) in gx.chunks_exact_mut(x.cols).zip(gy.chunks_exact(out.cols)) {
-                        for (g, &s) in g[*start..*start + out.cols].iter_mut().zip(src) {
-                            *g += s;
-                        }
-                    }
                 }
             }
             ShapeOp::External { x, jac } => {
@@ -86,19 +74,6 @@ impl<M: Mode> Graph<M> {
         })
     }
 
-    /// Columns `start..start + len` of `x`.
-    pub fn slice_cols(&mut self, x: Var, start: usize, len: usize) -> Var {
-        assert!(start + len <= x.cols, "slice_cols out of range");
-        let mut out = self.alloc(x.rows * len);
-        let src = &self.values[x.id].data;
-        for (o, s) in out.chunks_exact_mut(len).zip(src.chunks_exact(x.cols)) {
-            o.copy_from_slice(&s[start..start + len]);
-        }
-        self.push(x.rows, len, out, &[x], || {
-            Op::Shape(ShapeOp::SliceCols { x, start })
-        })
-    }
-
     /// A row-wise scalar function of `x` `[r, c]` computed outside the tape:
     /// `value` `[r, 1]` holds `f(x_i)` and `jac` `[r, c]` holds `d f(x_i) / d x_i`.
     pub fn rowwise_external(&mut self, x: Var, value: &[f32], jac: &[f32]) -> Var {
@@ -139,31 +114,22 @@ mod tests {
     use crate::autodiff::{Tape, Tensor};
 
     #[test]
-    fn grad_concat_and_slice() {
+    fn grad_concat() {
         let mut rng = test_rng(30);
         let a = rand_tensor(&mut rng, 3, 2);
         let b = rand_tensor(&mut rng, 3, 4);
         check_gradients(&[a.clone(), b.clone()], |g, v| {
             g.concat_cols(&[v[0], v[1], v[0]])
         });
-        check_gradients(std::slice::from_ref(&b), |g, v| g.slice_cols(v[0], 1, 2));
-        // slices of one tensor used together: gradients of overlapping slices add up
-        check_gradients(std::slice::from_ref(&b), |g, v| {
-            let s1 = g.slice_cols(v[0], 0, 3);
-            let s2 = g.slice_cols(v[0], 1, 3);
-            g.mul(s1, s2)
-        });
     }
 
     #[test]
-    fn concat_slice_values() {
+    fn concat_values() {
         let mut g = Tape::new();
         let a = g.constant(Tensor::new(2, 1, vec![1.0, 2.0]));
         let b = g.constant(Tensor::new(2, 2, vec![3.0, 4.0, 5.0, 6.0]));
         let c = g.concat_cols(&[a, b]);
         assert_eq!(g.value(c).data, vec![1.0, 3.0, 4.0, 2.0, 5.0, 6.0]);
-        let s = g.slice_cols(c, 1, 2);
-        assert_eq!(g.value(s).data, vec![3.0, 4.0, 5.0, 6.0]);
     }
 
     #[test]
@@ -177,7 +143,7 @@ mod tests {
                 .collect();
             let jac: Vec<f32> = xs.data.iter().map(|a| -a).collect();
             let y = g.rowwise_external(v[0], &value, &jac);
-            g.exp(y)
+            g.sin(y)
         });
     }
 }
