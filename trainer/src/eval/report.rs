@@ -65,7 +65,7 @@ pub struct EvalReport {
     pub modes: Option<Vec<ModeShare>>,
     /// Sliced Wasserstein-2 distance ([`crate::distance`]) between the first
     /// `min(n, SW2_SAMPLES)` model samples and as many exact samples of the
-    /// target (seed [`SW2_TRUTH_SEED`](crate::streams::SW2_TRUTH_SEED)); `None` without an exact sampler.
+    /// target (seed [`SW2_TRUTH_SEED`]); `None` without an exact sampler.
     #[serde(default)]
     pub sliced_w2: Option<f64>,
     /// Per coordinate: raw and importance-weighted mean and std.
