@@ -687,7 +687,7 @@ fn divergence_is_an_error() {
 fn quick_demo_writes_weights_and_plot() {
     let dir = temp_dir("demo");
     let text = ok(&["demo", "--quick", "--dir", dir.to_str().unwrap()]);
-    // "summary          log Z error -0.0122 (importance sampling, 4096 paths), ESS 0.546"
+    // "summary          log Z error -0.0008 (importance sampling, 4096 paths), ESS 0.566"
     let summary = text
         .lines()
         .find(|l| l.starts_with("summary          log Z error"))
