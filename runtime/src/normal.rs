@@ -65,12 +65,19 @@ pub fn open_uniform_f64<R: Rng + ?Sized>(rng: &mut R) -> f64 {
     ((rng.next_u64() >> 11) as f64 + 0.5) * UNIT_53
 }
 
+/// A uniform in `[0, 1)` with 24 bits, exact in `f32`: `k 2^-24` from the
+/// top 24 bits of one `u64` draw.
+#[inline]
+pub fn uniform_f32<R: Rng + ?Sized>(rng: &mut R) -> f32 {
+    (rng.next_u64() >> 40) as f32 * (1.0 / 16_777_216.0)
+}
+
 /// One Box–Muller pair of independent standard normals (two `u64` draws).
 #[inline]
 pub fn normal_pair(rng: &mut PathRng) -> (f32, f32) {
     let radius = libm::sqrt(-2.0 * libm::log(open_uniform_f64(rng))) as f32;
-    // 24-bit uniform angle in [0, 1): exact in f32.
-    let turn = (rng.next_u64() >> 40) as f32 * (1.0 / 16_777_216.0);
+    // The angle as a fraction of a turn.
+    let turn = uniform_f32(rng);
     let (s, c) = libm::sincosf(core::f32::consts::TAU * turn);
     (radius * c, radius * s)
 }

@@ -17,8 +17,7 @@
 
 pub use diffctl_runtime::network::NetworkShape;
 use diffctl_runtime::network::{frequency, Param, ParamSpec};
-use diffctl_runtime::normal::{fill_normals, PathRng};
-use rand_core::Rng;
+use diffctl_runtime::normal::{fill_normals, uniform_f32, PathRng};
 
 use crate::autodiff::{Graph, Mode, ParamId, Params, Tensor, Var};
 
@@ -78,8 +77,7 @@ pub struct ScoreTerm {
 
 /// Uniform on `[-a, a)`.
 fn uniform_sym(rng: &mut PathRng, a: f32) -> f32 {
-    let u = (rng.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0);
-    a * (2.0 * u - 1.0)
+    a * (2.0 * uniform_f32(rng) - 1.0)
 }
 
 /// Initial value of one parameter tensor (MATH.md §5): phases `N(0, 1)`;

@@ -9,7 +9,7 @@
 //! is off by O(|g|); a derivative wrong by 0.5% was seen to fail it. Checks
 //! also require the gradient to be non-trivial.
 
-use rand_core::{Rng, SeedableRng};
+use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::graph::{Tape, Var};
@@ -22,9 +22,9 @@ pub(crate) fn test_rng(seed: u64) -> TestRng {
     Xoshiro256PlusPlus::seed_from_u64(seed)
 }
 
-/// Uniform in `[0, 1)`.
+/// Uniform in `[0, 1)` (the runtime's 24-bit uniform).
 pub(crate) fn uniform(rng: &mut TestRng) -> f32 {
-    (rng.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0)
+    diffctl_runtime::normal::uniform_f32(rng)
 }
 
 /// Uniform entries in `[-1, 1)`.
