@@ -269,9 +269,10 @@ fn nan_targets_are_errors_and_supports_are_respected() {
 /// minimises `E[R]`, so training on it must raise `log Z_lb = -mean R`
 /// (its objective, up to the zero-mean Ito term) well above the untrained
 /// network's. It does not learn `gmm` as the log-variance loss does at this
-/// budget: measured with the initialisation before issue 18 (300 iterations, batch 256, K = 50, exponential
-/// integrator, seed 1) `log Z_lb` -2.99 -> -1.98 but 93 % of the samples in
-/// the central mode, ESS 0.0008; the same with Euler–Maruyama, the
+/// budget: measured with the initialisation before issue 18 (300
+/// iterations, batch 256, K = 50, exponential integrator, seed 1)
+/// `log Z_lb` -2.99 -> -1.98 but 93 % of the samples in the central mode,
+/// ESS 0.0008; the same with Euler–Maruyama, the
 /// continuous cost, lr 1e-3 or 1000 iterations (smallest mode share at most
 /// 0.005 of its due, ESS at most 0.008). Reverse KL is mode-seeking; the
 /// objective and its gradient are checked in `losses.rs`.
